@@ -1,0 +1,60 @@
+# Two commands do everything on a fresh machine: `make run` and `make test`.
+PORT ?= 3001
+HOST ?= 127.0.0.1
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+PYTEST_ARGS ?=
+
+.PHONY: run test test-embedded test-server venv migrate worker beat web lint bench clean
+
+$(STAMP): requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --disable-pip-version-check -q -r requirements.txt
+	@rm -f $(VENV)/.installed-*; touch $@
+
+venv: $(STAMP)
+
+migrate: venv
+	$(PY) manage.py migrate --noinput -v 0
+
+# The whole service on this machine: web (Daphne), Celery worker with beat, demo providers.
+run: migrate
+	$(PY) manage.py bootstrap
+	AFMTS_DEMO=$${AFMTS_DEMO-1} $(PY) manage.py serve --host $(HOST) --port $(PORT)
+
+# Server mode runs these as separate processes (several web replicas, many workers, one beat).
+web: migrate
+	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) afmts.asgi:application
+worker: venv
+	$(VENV)/bin/celery -A afmts worker -l info
+beat: venv
+	$(VENV)/bin/celery -A afmts beat -l info
+
+# The suite on the embedded default (SQLite), then on PostgreSQL + Redis. In CI (CI=true) the
+# second pass always runs and fails if they are unreachable; elsewhere it runs when they answer.
+test: venv
+	$(MAKE) --no-print-directory test-embedded
+	@if [ "$$CI" = "true" ] || $(PY) -m afmts.probe "$(TEST_DATABASE_URL)" "$(TEST_REDIS_URL)"; then \
+		$(MAKE) --no-print-directory test-server; \
+	else echo "server-mode pass skipped: PostgreSQL/Redis not reachable (CI=true forces it)"; fi
+
+test-embedded: venv
+	env -u DATABASE_URL -u REDIS_URL -u CELERY_BROKER_URL AFMTS_DATA_DIR=$(CURDIR)/data/test-embedded \
+		$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test-server: venv
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) AFMTS_ALLOW_GENERATED_SECRETS=1 \
+		AFMTS_DATA_DIR=$(CURDIR)/data/test-server $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+bench: migrate
+	$(PY) bench/find.py
+
+clean:
+	rm -rf $(VENV) data staticfiles

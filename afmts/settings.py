@@ -1,0 +1,246 @@
+"""AFMTS settings: every knob comes from the environment (django-environ), here and nowhere else.
+
+Two modes (DESIGN.md):
+- embedded (no DATABASE_URL, no REDIS_URL): SQLite in WAL mode under AFMTS_DATA_DIR, local-memory
+  cache, in-memory channel layer, Celery on kombu's filesystem transport; generated secrets persist
+  in the data folder.
+- server: REDIS_URL switches cache, channel layer and Celery broker to Redis; DATABASE_URL switches
+  to PostgreSQL. Secrets must then come from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import environ
+from cryptography.fernet import Fernet
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+env_file = BASE_DIR / ".env"
+if env_file.exists():
+    environ.Env.read_env(str(env_file))
+
+DATA_DIR = Path(env("AFMTS_DATA_DIR", default=str(BASE_DIR / "data")))
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+REDIS_URL = env("REDIS_URL", default="")
+SERVER_MODE = bool(env("DATABASE_URL", default="") or REDIS_URL)
+MODE = "server" if SERVER_MODE else "embedded"
+
+
+def _persisted_secret(name: str, make) -> str:
+    """Generated once in embedded mode and kept in the data folder (0600) so restarts keep it."""
+    path = DATA_DIR / name
+    if path.exists():
+        return path.read_text().strip()
+    value = make()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value)
+    return value
+
+
+def _secret(var: str, filename: str, make) -> str:
+    value = env(var, default="")
+    if value:
+        return value
+    if SERVER_MODE and not env.bool("AFMTS_ALLOW_GENERATED_SECRETS", default=False):
+        raise environ.ImproperlyConfigured(f"{var} must be set in server mode (DATABASE_URL/REDIS_URL set)")
+    return _persisted_secret(filename, make)
+
+
+# ---------------------------------------------------------------- core
+SECRET_KEY = _secret("SECRET_KEY", "secret_key", lambda: secrets.token_urlsafe(50))
+# Comma-separated Fernet keys, newest first: the first encrypts, all decrypt (key rotation).
+FERNET_KEYS = [
+    k.strip()
+    for k in _secret("FERNET_KEYS", "fernet_keys", lambda: Fernet.generate_key().decode()).split(",")
+    if k.strip()
+]
+DEBUG = env.bool("DEBUG", default=False)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+PORT = env.int("PORT", default=3001)
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "channels",
+    "django_celery_beat",
+    "django_prometheus",
+    "registry",
+    "routing",
+    "analytics",
+    "dashboard",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "afmts.middleware.BodySizeLimitMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "afmts.urls"
+WSGI_APPLICATION = "afmts.wsgi.application"
+ASGI_APPLICATION = "afmts.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# ---------------------------------------------------------------- database
+DATABASES = {
+    "default": env.db(
+        "DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'afmts.sqlite3'}"
+    )
+}
+_db = DATABASES["default"]
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the web process read while the Celery worker writes; IMMEDIATE transactions take
+    # the write lock up front, so concurrent writers wait on busy_timeout instead of failing.
+    _db["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
+    _db["TEST"] = {"NAME": env("AFMTS_TEST_SQLITE", default=str(DATA_DIR / "test.sqlite3"))}
+else:
+    _db.setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+    _db.setdefault("CONN_HEALTH_CHECKS", True)
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# ---------------------------------------------------------------- cache, channels, celery
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "afmts"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+BROKER_DIR = DATA_DIR / "broker"
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    for sub in ("queue", "processed", "control"):
+        (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "processed_folder": str(BROKER_DIR / "processed"),
+        "control_folder": str(BROKER_DIR / "control"),
+        "store_processed": False,
+    }
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=2)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TIMEZONE = "UTC"
+
+# ---------------------------------------------------------------- auth, API
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "registry.auth.ApiKeyAuthentication",
+        "registry.auth.StaffSessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["registry.auth.AdminWritesKeyReads"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser", "afmts.parsers.AnyAsJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "registry.api.pagination.Pagination",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "afmts.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "AFMTS API",
+    "DESCRIPTION": "Automatic Free Model Tracking System: registry, discovery and routing of AI models.",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {
+            "ApiKeyBearer": {"type": "http", "scheme": "bearer"},
+            "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+        }
+    },
+    "SECURITY": [{"ApiKeyBearer": []}, {"ApiKeyHeader": []}],
+}
+
+# Bodies over this many bytes get 413 (the gateway has its own limit for prompts).
+AFMTS_MAX_BODY_BYTES = env.int("AFMTS_MAX_BODY_BYTES", default=1_048_576)
+DATA_UPLOAD_MAX_MEMORY_SIZE = AFMTS_MAX_BODY_BYTES
+# /metrics is open by default (Prometheus scrapers rarely carry keys); set to require an admin key.
+AFMTS_METRICS_REQUIRE_KEY = env.bool("AFMTS_METRICS_REQUIRE_KEY", default=False)
+# How often a process re-reads the registry version to notice writes made by other processes.
+AFMTS_REGISTRY_POLL_SECONDS = env.float("AFMTS_REGISTRY_POLL_SECONDS", default=1.0)
+# last_used of API keys is written in batches at most this often.
+AFMTS_KEY_USAGE_FLUSH_SECONDS = env.float("AFMTS_KEY_USAGE_FLUSH_SECONDS", default=30.0)
+# Recent-events table keeps at most this many rows.
+AFMTS_EVENTS_KEEP = env.int("AFMTS_EVENTS_KEEP", default=10_000)
+AFMTS_DEMO = env.bool("AFMTS_DEMO", default=False)
+
+# ---------------------------------------------------------------- i18n, static
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+WHITENOISE_USE_FINDERS = True
+
+# ---------------------------------------------------------------- logging
+LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "filters": {"secrets": {"()": "afmts.logging.RedactSecrets"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["secrets"]}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.server": {"level": "WARNING"}},
+}

@@ -1,0 +1,318 @@
+"""REST API views: parse, call a service or selector, answer. The seeds' endpoints, camelCase JSON."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db.models import Count, Q
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.generics import GenericAPIView
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from registry import selectors, services
+from registry.api import serializers as s
+from registry.api.pagination import Pagination
+from registry.api.throttles import KeyRateThrottle
+from registry.models import Agent, AgentStatus, AIModel, ApiKey, Event, ModelStatus, ModelType, Provider
+
+ANY = OpenApiTypes.OBJECT
+
+
+class Base(GenericAPIView):
+    throttle_classes = [KeyRateThrottle]
+
+
+def _bool_param(request: Request, name: str) -> bool | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    if raw.lower() in ("1", "true", "yes"):
+        return True
+    if raw.lower() in ("0", "false", "no"):
+        return False
+    raise ValidationError({name: [f"Must be true or false, not '{raw}'."]})
+
+
+def _choice_param(request: Request, name: str, choices: list[str]) -> str | None:
+    raw = request.query_params.get(name) or None
+    if raw is not None and raw not in choices:
+        raise ValidationError({name: [f"'{raw}' is not one of {', '.join(choices)}."]})
+    return raw
+
+
+# ------------------------------------------------------------------ models
+
+
+class ModelListView(Base):
+    pagination_class = Pagination
+
+    @extend_schema(
+        summary="List models",
+        parameters=[
+            OpenApiParameter("type", str, enum=ModelType.values),
+            OpenApiParameter("provider", str, description="provider slug"),
+            OpenApiParameter("capability", str),
+            OpenApiParameter("free", bool),
+            OpenApiParameter("status", str, enum=ModelStatus.values),
+            OpenApiParameter("search", str, description="substring of id, name or description"),
+            OpenApiParameter("page", int), OpenApiParameter("pageSize", int),
+        ],
+        responses=ANY,
+    )
+    def get(self, request: Request) -> Response:
+        models = selectors.model_list(
+            type=_choice_param(request, "type", ModelType.values),
+            provider=request.query_params.get("provider") or None,
+            capability=request.query_params.get("capability") or None,
+            free=_bool_param(request, "free"),
+            status=_choice_param(request, "status", ModelStatus.values),
+            search=request.query_params.get("search") or None,
+        )
+        page = self.paginate_queryset(models)
+        return self.get_paginated_response([m.api for m in page])
+
+
+class ModelRegisterView(Base):
+    serializer_class = s.ModelRegisterSerializer
+
+    @extend_schema(
+        summary="Register a model (the seed's payload)",
+        parameters=[OpenApiParameter("upsert", bool, description="update instead of 409 when it exists")],
+        responses={201: ANY, 200: ANY, 409: ANY},
+    )
+    def post(self, request: Request) -> Response:
+        data = self.get_serializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        provider_slug = fields.pop("provider")
+        model, created = services.model_register(
+            provider_slug=provider_slug,
+            provider_kind=fields.pop("provider_kind"),
+            endpoint=fields.pop("endpoint", None) or None,
+            api_key=fields.pop("api_key", None) or None,
+            model_fields=fields,
+            upsert=bool(_bool_param(request, "upsert")),
+        )
+        return Response(services.model_data(model), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class ModelFindView(Base):
+    serializer_class = s.FindSerializer
+
+    @extend_schema(summary="Find models by criteria, ranked best first with the score's parts", responses=ANY)
+    def post(self, request: Request) -> Response:
+        data = self.get_serializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        criteria = dict(data.validated_data)
+        limit = criteria.pop("limit")
+        results = selectors.model_find(selectors.Criteria(**criteria), limit=limit)
+        return Response({"count": len(results), "models": results})
+
+
+class ModelDetailView(Base):
+    serializer_class = s.ModelFieldsSerializer
+
+    def get_object(self) -> AIModel:
+        return get_object_or_404(AIModel.objects.select_related("provider"), pk=self.kwargs["pk"])
+
+    @extend_schema(summary="A model", responses=ANY)
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(services.model_data(self.get_object()))
+
+    @extend_schema(summary="Update a model (PUT and PATCH both change only the fields sent)", responses=ANY)
+    def put(self, request: Request, pk: int) -> Response:
+        model = self.get_object()
+        data = self.get_serializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        model = services.model_update(model=model, fields=dict(data.validated_data))
+        return Response(services.model_data(model))
+
+    patch = put
+
+    @extend_schema(summary="Delete a model", responses={204: None})
+    def delete(self, request: Request, pk: int) -> Response:
+        services.model_delete(model=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ModelCommunicationView(Base):
+    @extend_schema(summary="How to talk to a model: formats, auth method, endpoint (never the secret)", responses=ANY)
+    def get(self, request: Request, pk: int) -> Response:
+        model = get_object_or_404(AIModel.objects.select_related("provider"), pk=pk)
+        return Response(selectors.communication(model))
+
+
+# ------------------------------------------------------------------ agents
+
+
+class AgentRegisterView(Base):
+    serializer_class = s.AgentSerializer
+
+    @extend_schema(summary="Register an agent (re-registering the same name brings it back online)", responses={201: ANY, 200: ANY})
+    def post(self, request: Request) -> Response:
+        data = self.get_serializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        fields.pop("status", None)
+        agent, created = services.agent_register(name=fields.pop("name"), fields=fields)
+        return Response(services.agent_data(agent), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class AgentListView(Base):
+    pagination_class = Pagination
+
+    @extend_schema(summary="List agents", parameters=[OpenApiParameter("status", str, enum=AgentStatus.values)], responses=ANY)
+    def get(self, request: Request) -> Response:
+        agents = Agent.objects.all()
+        wanted = _choice_param(request, "status", AgentStatus.values)
+        if wanted:
+            agents = agents.filter(status=wanted)
+        page = self.paginate_queryset(agents)
+        return self.get_paginated_response([services.agent_data(a) for a in page])
+
+
+class AgentDetailView(Base):
+    serializer_class = s.AgentSerializer
+
+    @extend_schema(summary="An agent", responses=ANY)
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(services.agent_data(get_object_or_404(Agent, pk=pk)))
+
+    @extend_schema(summary="Update an agent (status, capabilities, endpoint, ...)", responses=ANY)
+    def put(self, request: Request, pk: int) -> Response:
+        agent = get_object_or_404(Agent, pk=pk)
+        data = self.get_serializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        if "name" in fields and fields["name"] != agent.name and Agent.objects.filter(name=fields["name"]).exists():
+            raise ValidationError({"name": [f"An agent named '{fields['name']}' exists."]})
+        return Response(services.agent_data(services.agent_update(agent=agent, fields=fields)))
+
+    patch = put
+
+
+class AgentHeartbeatView(Base):
+    @extend_schema(summary="Agent heartbeat", request=None, responses=ANY)
+    def post(self, request: Request, pk: int) -> Response:
+        agent = services.agent_heartbeat(agent=get_object_or_404(Agent, pk=pk))
+        return Response(services.agent_data(agent))
+
+
+class AgentModelsView(Base):
+    @extend_schema(summary="Models matching the agent's capabilities, best first", responses=ANY)
+    def get(self, request: Request, pk: int) -> Response:
+        agent = get_object_or_404(Agent, pk=pk)
+        wanted = set(agent.capabilities or [])
+        models = [
+            {**m.api, **selectors.explain(m, "auto")}
+            for m in selectors.rank(selectors.snapshot().models, selectors.Criteria())
+            if m.capabilities & wanted
+        ]
+        return Response({"agent": agent.id, "count": len(models), "models": models})
+
+
+# ------------------------------------------------------------------ stats, events, keys
+
+
+class StatsView(Base):
+    @extend_schema(summary="Registry statistics", responses=ANY)
+    def get(self, request: Request) -> Response:
+        models = AIModel.objects
+
+        def counts(field: str) -> dict[str, int]:
+            return {row[field]: row["n"] for row in models.values(field).annotate(n=Count("id")).order_by(field)}
+
+        agents = Agent.objects.aggregate(total=Count("id"), online=Count("id", filter=Q(status=AgentStatus.ONLINE)))
+        free = models.filter(is_free=True).exclude(status=ModelStatus.RETIRED)
+        return Response({
+            "models": {
+                "total": models.count(),
+                "byStatus": counts("status"),
+                "byType": counts("type"),
+                "byProvider": counts("provider__slug"),
+                "free": free.count(),
+                "freeAvailable": free.filter(status=ModelStatus.AVAILABLE, disabled=False).count(),
+            },
+            "providers": {"total": Provider.objects.count(), "enabled": Provider.objects.filter(enabled=True).count()},
+            "agents": {"total": agents["total"], "online": agents["online"], "offline": agents["total"] - agents["online"]},
+        })
+
+
+class EventListView(Base):
+    @extend_schema(
+        summary="Recent events, oldest first",
+        parameters=[
+            OpenApiParameter("since", str, description="an event id, or an ISO 8601 time"),
+            OpenApiParameter("event", str), OpenApiParameter("limit", int),
+        ],
+        responses=ANY,
+    )
+    def get(self, request: Request) -> Response:
+        events = Event.objects.all()
+        since = request.query_params.get("since")
+        if since:
+            if since.isdigit():
+                events = events.filter(id__gt=int(since))
+            else:
+                try:
+                    events = events.filter(ts__gt=datetime.fromisoformat(since.replace("Z", "+00:00")))
+                except ValueError:
+                    raise ValidationError({"since": ["An event id or an ISO 8601 time."]}) from None
+        if request.query_params.get("event"):
+            events = events.filter(event=request.query_params["event"])
+        try:
+            limit = min(max(int(request.query_params.get("limit", 100)), 1), 1000)
+        except ValueError:
+            raise ValidationError({"limit": ["A whole number."]}) from None
+        rows = list(events.order_by("id")[:limit])
+        return Response({"count": len(rows), "events": [e.envelope() for e in rows]})
+
+
+def key_data(key: ApiKey) -> dict:
+    return {
+        "id": key.id, "name": key.name, "prefix": key.prefix, "scope": key.scope,
+        "rateLimitPerMinute": key.rate_limit_per_minute, "createdAt": key.created_at,
+        "lastUsedAt": key.last_used_at, "revoked": key.revoked,
+    }
+
+
+class ApiKeyListView(Base):
+    serializer_class = s.ApiKeyCreateSerializer
+    admin_only = True
+
+    @extend_schema(summary="API keys (admin)", responses=ANY)
+    def get(self, request: Request) -> Response:
+        return Response({"keys": [key_data(k) for k in ApiKey.objects.all()]})
+
+    @extend_schema(
+        summary="Create an API key (admin); the secret is in this response only",
+        responses={201: inline_serializer("CreatedKey", {"key": serializers.CharField()})},
+    )
+    def post(self, request: Request) -> Response:
+        data = self.get_serializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        key, secret = services.apikey_create(**data.validated_data)
+        return Response({**key_data(key), "key": secret}, status=status.HTTP_201_CREATED)
+
+
+class ApiKeyDetailView(Base):
+    admin_only = True
+
+    @extend_schema(summary="Revoke an API key (admin)", responses={204: None})
+    def delete(self, request: Request, pk: int) -> Response:
+        services.apikey_revoke(key=get_object_or_404(ApiKey, pk=pk))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MeView(APIView):
+    throttle_classes = [KeyRateThrottle]
+
+    @extend_schema(summary="Who am I (the key's name and scope)", responses=ANY)
+    def get(self, request: Request) -> Response:
+        return Response({"name": request.user.name, "scope": request.user.scope})

@@ -1,0 +1,26 @@
+"""Provider secrets at rest: Fernet with key rotation (FERNET_KEYS, newest first)."""
+
+from functools import cache
+
+from cryptography.fernet import Fernet, MultiFernet
+from django.conf import settings
+
+
+@cache
+def _fernet() -> MultiFernet:
+    return MultiFernet([Fernet(k.encode()) for k in settings.FERNET_KEYS])
+
+
+def encrypt(plain: str) -> str:
+    return _fernet().encrypt(plain.encode()).decode()
+
+
+def decrypt(token: str) -> str:
+    return _fernet().decrypt(token.encode()).decode() if token else ""
+
+
+def mask(secret: str) -> str:
+    """What an operator may see of a secret: enough to tell two apart, never enough to use."""
+    if not secret:
+        return ""
+    return f"{secret[:3]}…{secret[-2:]}" if len(secret) > 12 else "…"

@@ -1,0 +1,66 @@
+"""The one event publisher (DESIGN.md). Every registry change — API, admin, discovery, health,
+router — calls `publish`, which, inside the caller's transaction:
+
+1. bumps the registry version (so every process rebuilds its in-memory snapshots),
+2. appends the event to the bounded recent-events table (GET /api/events),
+
+and after commit sends it to the Channels group `events` in the seeds' envelope
+`{"event": ..., "data": ..., "ts": ...}` (WebSocket feed at /ws/events/ and /).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from rest_framework.utils.encoders import JSONEncoder
+
+from registry import version
+from registry.models import Event, RegistryState
+
+log = logging.getLogger(__name__)
+
+GROUP = "events"
+
+
+def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(data, cls=JSONEncoder))
+
+
+def publish(event: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Record and broadcast one event; returns its envelope."""
+    data = _jsonable(data)
+    with transaction.atomic():
+        if not RegistryState.objects.filter(pk=1).update(version=F("version") + 1):
+            RegistryState.objects.get_or_create(pk=1, defaults={"version": 1})
+        db_version = RegistryState.objects.values_list("version", flat=True).get(pk=1)
+        row = Event.objects.create(event=event, data=data, ts=timezone.now(), version=db_version)
+        if row.id % 100 == 0:
+            Event.objects.filter(id__lte=row.id - settings.AFMTS_EVENTS_KEEP).delete()
+    version.bump_local()
+    message = row.envelope()
+    transaction.on_commit(lambda: _after_commit(message, db_version))
+    return message
+
+
+def _after_commit(message: dict[str, Any], db_version: int) -> None:
+    version.bump_local(db_version)
+    broadcast(message)
+
+
+def broadcast(message: dict[str, Any]) -> None:
+    """Send an envelope to every WebSocket client; a broken channel layer never fails the write."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(GROUP, {"type": "event.message", "message": message})
+    except Exception:  # noqa: BLE001 - the write is committed; losing a live notification is not fatal
+        log.exception("could not broadcast event %s", message.get("event"))

@@ -1,0 +1,29 @@
+import secrets
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+from registry.models import ApiKey, KeyScope
+from registry.services import apikey_create
+
+
+class Command(BaseCommand):
+    help = (
+        "First-run set-up, safe to repeat: an admin API key if there is none, and in embedded mode an "
+        "admin-site superuser if there is none. Secrets are printed once."
+    )
+
+    def handle(self, *args, **options):
+        if not ApiKey.objects.filter(scope=KeyScope.ADMIN, revoked_at__isnull=True).exists():
+            key, secret = apikey_create(name="first admin key", scope=KeyScope.ADMIN)
+            self.stdout.write(self.style.WARNING("Admin API key (shown once, keep it):"))
+            self.stdout.write(self.style.SUCCESS(f"  {secret}"))
+            self.stdout.write(f'  try: curl -H "Authorization: Bearer {secret}" http://127.0.0.1:{settings.PORT}/api/stats')
+        User = get_user_model()
+        if not settings.SERVER_MODE and not User.objects.filter(is_superuser=True).exists():
+            password = secrets.token_urlsafe(12)
+            User.objects.create_superuser("admin", "", password)
+            self.stdout.write(self.style.WARNING(
+                f"Admin site http://127.0.0.1:{settings.PORT}/admin/ — user 'admin', password (shown once): {password}"
+            ))

@@ -1,0 +1,84 @@
+"""`manage.py serve`: the whole service in one command (what `make run` calls).
+
+Starts the ASGI web server (Daphne) and a Celery worker with an embedded beat as child processes,
+and the demo providers when AFMTS_DEMO is on. Ctrl-C (or SIGTERM) stops all of them; if one dies,
+the rest are stopped too, so a half-running service never lingers.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = "Run web server + Celery worker/beat (+ demo providers) together; Ctrl-C stops all."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=settings.PORT)
+        parser.add_argument("--no-worker", action="store_true", help="web only (workers run elsewhere)")
+        parser.add_argument("--concurrency", type=int, default=settings.CELERY_WORKER_CONCURRENCY)
+
+    def handle(self, *args, host, port, no_worker, concurrency, **options):
+        commands: dict[str, list[str]] = {}
+        for name, argv in self.extra_processes():
+            commands[name] = argv
+        if not no_worker:
+            commands["worker"] = [
+                sys.executable, "-m", "celery", "-A", "afmts", "worker", "--beat", "-l", "info",
+                "--concurrency", str(concurrency), "--hostname", f"afmts-{port}@%h",
+            ]
+        commands["web"] = [
+            sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "--proxy-headers", "afmts.asgi:application",
+        ]
+        env = {**os.environ, "PORT": str(port)}
+        procs: dict[str, subprocess.Popen] = {}
+        stopping = False
+
+        def stop(*_):
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        for name, argv in commands.items():
+            procs[name] = subprocess.Popen(argv, env=env, start_new_session=True)
+        self.stdout.write(self.style.SUCCESS(
+            f"AFMTS ({settings.MODE} mode) on http://{host}:{port}/  — admin /admin/, API docs /api/docs/, "
+            f"health /health, metrics /metrics. Ctrl-C stops it."
+        ))
+        code = 0
+        try:
+            while not stopping:
+                for name, proc in procs.items():
+                    if proc.poll() is not None:
+                        self.stderr.write(f"{name} exited with {proc.returncode}; stopping the rest")
+                        code, stopping = proc.returncode or 1, True
+                        break
+                time.sleep(0.3)
+        finally:
+            self._stop_all(procs)
+        sys.exit(code)
+
+    def extra_processes(self) -> list[tuple[str, list[str]]]:
+        """Processes beside web and worker (the demo providers when AFMTS_DEMO is on)."""
+        return []
+
+    @staticmethod
+    def _stop_all(procs: dict[str, subprocess.Popen]) -> None:
+        for proc in procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)

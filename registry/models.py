@@ -1,0 +1,215 @@
+from __future__ import annotations
+
+from django.core.validators import MinValueValidator
+from django.db import models
+
+from registry import crypto
+from routing.providers import KIND_CHOICES
+
+
+class QuotaScope(models.TextChoices):
+    MODEL = "model", "per model"
+    ACCOUNT = "account", "per account"
+
+
+class QuotaFields(models.Model):
+    """A free-tier quota: how much of a free model can be used per window. Null = not known."""
+
+    free_rpm = models.PositiveIntegerField("requests/minute", null=True, blank=True)
+    free_rpd = models.PositiveIntegerField("requests/day", null=True, blank=True)
+    free_tpm = models.PositiveIntegerField("tokens/minute", null=True, blank=True)
+    free_tpd = models.PositiveIntegerField("tokens/day", null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+    def quota(self) -> dict:
+        return {
+            "requestsPerMinute": self.free_rpm,
+            "requestsPerDay": self.free_rpd,
+            "tokensPerMinute": self.free_tpm,
+            "tokensPerDay": self.free_tpd,
+        }
+
+
+class Provider(QuotaFields):
+    """One account at one upstream: a kind of adapter, a base URL and one credential."""
+
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=128)
+    kind = models.CharField(max_length=32, choices=KIND_CHOICES)
+    base_url = models.URLField(max_length=512)
+    enabled = models.BooleanField(default=True)
+    is_demo = models.BooleanField(default=False, help_text="A demo provider (the fake server).")
+    api_key_encrypted = models.TextField(blank=True, default="", editable=False)
+    # The default free quota above applies to the whole account (e.g. OpenRouter's 20/min, 50/day).
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def api_key(self) -> str:
+        return crypto.decrypt(self.api_key_encrypted)
+
+    @api_key.setter
+    def api_key(self, value: str | None) -> None:
+        self.api_key_encrypted = crypto.encrypt(value) if value else ""
+
+    @property
+    def has_api_key(self) -> bool:
+        return bool(self.api_key_encrypted)
+
+
+class ModelType(models.TextChoices):
+    LLM = "llm"
+    CHAT = "chat"
+    EMBEDDING = "embedding"
+    VISION = "vision"
+    IMAGE = "image"
+    AUDIO = "audio"
+    RERANK = "rerank"
+
+
+class ModelStatus(models.TextChoices):
+    AVAILABLE = "available"
+    DEGRADED = "degraded"
+    DOWN = "down"
+    RETIRED = "retired"
+
+
+class Source(models.TextChoices):
+    MANUAL = "manual"
+    DISCOVERED = "discovered"
+
+
+PRICE = dict(
+    max_digits=14, decimal_places=6, null=True, blank=True, validators=[MinValueValidator(0)],
+    help_text="USD per million tokens; empty when unknown.",
+)
+
+
+class AIModel(QuotaFields):
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="models")
+    model_id = models.CharField("model id", max_length=255, help_text="The id as the provider names it.")
+    name = models.CharField(max_length=255)
+    type = models.CharField(max_length=16, choices=ModelType.choices, default=ModelType.LLM)
+    capabilities = models.JSONField(default=list, blank=True)
+    context_window = models.PositiveIntegerField(null=True, blank=True)
+    max_output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    input_price = models.DecimalField("input $/M tokens", **PRICE)
+    output_price = models.DecimalField("output $/M tokens", **PRICE)
+    is_free = models.BooleanField(default=False)
+    free_reason = models.CharField(max_length=255, blank=True, default="")
+    quota_scope = models.CharField(max_length=16, choices=QuotaScope.choices, default=QuotaScope.MODEL)
+    status = models.CharField(max_length=16, choices=ModelStatus.choices, default=ModelStatus.AVAILABLE)
+    tags = models.JSONField(default=list, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    description = models.TextField(blank=True, default="")
+    first_seen = models.DateTimeField(auto_now_add=True)
+    last_seen = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    latency_ms = models.FloatField("latency EWMA (ms)", null=True, blank=True)
+    reliability = models.FloatField("success ratio", null=True, blank=True)
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.MANUAL)
+    # Operator controls: discovery honours them (DESIGN.md).
+    disabled = models.BooleanField(default=False)
+    pinned_fields = models.JSONField(default=list, blank=True, help_text="Fields discovery must not overwrite.")
+    priority = models.IntegerField(default=0, help_text="Higher ranks first among otherwise equal models.")
+
+    class Meta:
+        verbose_name = "AI model"
+        ordering = ["provider__slug", "model_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "model_id"], name="unique_model_per_provider"),
+        ]
+        indexes = [
+            models.Index(fields=["is_free", "status"]),
+            models.Index(fields=["type"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.public_id
+
+    @property
+    def public_id(self) -> str:
+        return f"{self.provider.slug}/{self.model_id}"
+
+
+class AgentStatus(models.TextChoices):
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+class Agent(models.Model):
+    name = models.CharField(max_length=128, unique=True)
+    type = models.CharField(max_length=64, blank=True, default="")
+    capabilities = models.JSONField(default=list, blank=True)
+    endpoint = models.URLField(max_length=512, blank=True, default="")
+    status = models.CharField(max_length=16, choices=AgentStatus.choices, default=AgentStatus.ONLINE)
+    last_heartbeat = models.DateTimeField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class KeyScope(models.TextChoices):
+    ADMIN = "admin"
+    USER = "user"
+
+
+class ApiKey(models.Model):
+    """A key for the API and gateway. Only its SHA-256 is stored; `prefix` is shown to tell keys apart."""
+
+    name = models.CharField(max_length=128)
+    prefix = models.CharField(max_length=16, unique=True)
+    hashed = models.CharField(max_length=64, unique=True, editable=False)
+    scope = models.CharField(max_length=8, choices=KeyScope.choices, default=KeyScope.USER)
+    rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True, help_text="Empty = unlimited.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API key"
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+class RegistryState(models.Model):
+    """A single row: the registry version, bumped by every published event so that every process
+    notices a write (its in-memory snapshots and key cache rebuild when it changes)."""
+
+    version = models.BigIntegerField(default=0)
+
+
+class Event(models.Model):
+    """The recent-events table behind GET /api/events; bounded (AFMTS_EVENTS_KEEP)."""
+
+    event = models.CharField(max_length=64, db_index=True)
+    data = models.JSONField(default=dict)
+    ts = models.DateTimeField(db_index=True)
+    version = models.BigIntegerField()
+
+    class Meta:
+        ordering = ["id"]
+
+    def envelope(self) -> dict:
+        return {"id": self.id, "event": self.event, "data": self.data, "ts": self.ts.isoformat()}

@@ -1,0 +1,269 @@
+"""Reads of the registry. Model reads are served from an immutable in-memory snapshot rebuilt when
+the registry version changes (registry.version), so listing and ranking 10,000 models costs no query.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from registry import version
+from registry.models import AIModel, ModelStatus
+from routing.providers import adapter_class
+from routing.scoring import POLICIES, score_parts, static_parts
+
+MODEL_COLUMNS = (
+    "id", "model_id", "name", "type", "capabilities", "context_window", "max_output_tokens",
+    "input_price", "output_price", "is_free", "free_reason", "quota_scope", "free_rpm", "free_rpd",
+    "free_tpm", "free_tpd", "status", "tags", "metadata", "description", "first_seen", "last_seen",
+    "updated_at", "latency_ms", "reliability", "source", "disabled", "pinned_fields", "priority",
+    "provider_id", "provider__slug", "provider__kind", "provider__base_url", "provider__enabled",
+    "provider__is_demo",
+)
+
+
+def _num(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _iso(value) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def model_representation(row: dict[str, Any]) -> dict[str, Any]:
+    """The API's JSON for one model, from a row of MODEL_COLUMNS (camelCase, as in the seeds)."""
+    slug = row["provider__slug"]
+    return {
+        "id": row["id"],
+        "publicId": f"{slug}/{row['model_id']}",
+        "modelId": row["model_id"],
+        "name": row["name"],
+        "provider": slug,
+        "providerKind": row["provider__kind"],
+        "endpoint": row["provider__base_url"],
+        "type": row["type"],
+        "capabilities": list(row["capabilities"] or []),
+        "contextWindow": row["context_window"],
+        "maxOutputTokens": row["max_output_tokens"],
+        "inputPrice": _num(row["input_price"]),
+        "outputPrice": _num(row["output_price"]),
+        "isFree": row["is_free"],
+        "freeReason": row["free_reason"],
+        "freeQuota": {
+            "requestsPerMinute": row["free_rpm"],
+            "requestsPerDay": row["free_rpd"],
+            "tokensPerMinute": row["free_tpm"],
+            "tokensPerDay": row["free_tpd"],
+        },
+        "quotaScope": row["quota_scope"],
+        "status": row["status"],
+        "tags": list(row["tags"] or []),
+        "metadata": row["metadata"] or {},
+        "description": row["description"],
+        "firstSeen": _iso(row["first_seen"]),
+        "lastSeen": _iso(row["last_seen"]),
+        "updatedAt": _iso(row["updated_at"]),
+        "latencyMs": row["latency_ms"],
+        "reliability": row["reliability"],
+        "source": row["source"],
+        "disabled": row["disabled"],
+        "pinnedFields": list(row["pinned_fields"] or []),
+        "priority": row["priority"],
+    }
+
+
+def model_instance_representation(model: AIModel) -> dict[str, Any]:
+    row = {name: getattr(model, name) for name in MODEL_COLUMNS if "__" not in name}
+    provider = model.provider
+    row |= {
+        "provider__slug": provider.slug, "provider__kind": provider.kind,
+        "provider__base_url": provider.base_url, "provider__enabled": provider.enabled,
+        "provider__is_demo": provider.is_demo,
+    }
+    return model_representation(row)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelView:
+    """What ranking needs of one model, precomputed; `api` is its full API representation."""
+
+    pk: int
+    public_id: str
+    provider: str
+    provider_kind: str
+    type: str
+    capabilities: frozenset[str]
+    tags: frozenset[str]
+    status: str
+    is_free: bool
+    input_price: float | None
+    output_price: float | None
+    context_window: int | None
+    max_output_tokens: int | None
+    latency_ms: float | None
+    reliability: float | None
+    priority: int
+    routable: bool  # enabled provider, model not disabled, not retired
+    is_demo: bool
+    search_text: str
+    parts: dict[str, float]
+    base: dict[str, float]  # static total per policy (load = quota = 1)
+    api: dict[str, Any] = field(repr=False)
+
+
+def _view(row: dict[str, Any]) -> ModelView:
+    api = model_representation(row)
+    parts = static_parts(
+        is_free=row["is_free"], input_price=api["inputPrice"], output_price=api["outputPrice"],
+        latency_ms=row["latency_ms"], reliability=row["reliability"],
+    )
+    degraded = row["status"] == ModelStatus.DEGRADED
+    base = {
+        policy: score_parts(parts, weights, priority=row["priority"], degraded=degraded)[0]
+        for policy, weights in POLICIES.items()
+    }
+    return ModelView(
+        pk=row["id"], public_id=api["publicId"], provider=row["provider__slug"],
+        provider_kind=row["provider__kind"], type=row["type"],
+        capabilities=frozenset(api["capabilities"]), tags=frozenset(api["tags"]), status=row["status"],
+        is_free=row["is_free"], input_price=api["inputPrice"], output_price=api["outputPrice"],
+        context_window=row["context_window"], max_output_tokens=row["max_output_tokens"],
+        latency_ms=row["latency_ms"], reliability=row["reliability"], priority=row["priority"],
+        routable=row["provider__enabled"] and not row["disabled"] and row["status"] != ModelStatus.RETIRED,
+        is_demo=row["provider__is_demo"],
+        search_text=" ".join((api["publicId"], row["name"], row["description"])).lower(),
+        parts=parts, base=base, api=api,
+    )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    models: tuple[ModelView, ...]
+    by_pk: dict[int, ModelView]
+
+
+def _build_snapshot() -> Snapshot:
+    rows = AIModel.objects.order_by("provider__slug", "model_id").values(*MODEL_COLUMNS)
+    models = tuple(_view(row) for row in rows)
+    return Snapshot(models=models, by_pk={m.pk: m for m in models})
+
+
+_snapshot = version.Versioned(_build_snapshot)
+
+
+def snapshot() -> Snapshot:
+    return _snapshot.get()
+
+
+# ------------------------------------------------------------------ listing
+
+
+def model_list(
+    *, type: str | None = None, provider: str | None = None, capability: str | None = None,
+    free: bool | None = None, status: str | None = None, search: str | None = None,
+) -> list[ModelView]:
+    out = []
+    needle = search.lower() if search else None
+    for m in snapshot().models:
+        if type and m.type != type:
+            continue
+        if provider and m.provider != provider:
+            continue
+        if capability and capability not in m.capabilities:
+            continue
+        if free is not None and m.is_free != free:
+            continue
+        if status and m.status != status:
+            continue
+        if needle and needle not in m.search_text:
+            continue
+        out.append(m)
+    return out
+
+
+# ------------------------------------------------------------------ ranking
+
+
+@dataclass(frozen=True)
+class Criteria:
+    """What /api/models/find (and the router) asks of a model. See README, "Finding models"."""
+
+    capabilities: tuple[str, ...] = ()
+    type: str | None = None
+    provider: str | None = None
+    max_latency: float | None = None
+    min_reliability: float | None = None
+    max_cost_per_token: float | None = None
+    free_only: bool = False
+    min_context: int | None = None
+    tags: tuple[str, ...] = ()
+    policy: str = "auto"
+    include_unavailable: bool = False
+
+
+def matches(m: ModelView, c: Criteria) -> bool:
+    """Hard constraints. Declared facts (price, context) must be known to pass; observations not
+    yet made (latency, reliability) do not exclude a model."""
+    if not c.include_unavailable and (not m.routable or m.status == ModelStatus.DOWN):
+        return False
+    if c.type and m.type != c.type:
+        return False
+    if c.provider and m.provider != c.provider:
+        return False
+    if c.capabilities and not m.capabilities.issuperset(c.capabilities):
+        return False
+    if c.tags and not m.tags.issuperset(c.tags):
+        return False
+    if c.free_only and not m.is_free:
+        return False
+    if c.max_latency is not None and m.latency_ms is not None and m.latency_ms > c.max_latency:
+        return False
+    if c.min_reliability is not None and m.reliability is not None and m.reliability < c.min_reliability:
+        return False
+    if c.min_context is not None and (m.context_window is None or m.context_window < c.min_context):
+        return False
+    if c.max_cost_per_token is not None and not m.is_free:
+        if m.input_price is None or m.output_price is None:
+            return False
+        per_million = c.max_cost_per_token * 1_000_000
+        if m.input_price > per_million or m.output_price > per_million:
+            return False
+    return True
+
+
+def rank(models: Iterable[ModelView], criteria: Criteria, *, limit: int | None = None) -> list[ModelView]:
+    """Models meeting the criteria, best first (ties keep public-id order)."""
+    policy = criteria.policy
+    candidates = [m for m in models if matches(m, criteria)]
+    key = lambda m: m.base[policy]  # noqa: E731
+    if limit is not None and limit < len(candidates):
+        return heapq.nlargest(limit, candidates, key=key)
+    candidates.sort(key=key, reverse=True)
+    return candidates
+
+
+def explain(m: ModelView, policy: str) -> dict[str, Any]:
+    total, parts = score_parts(
+        m.parts, POLICIES[policy], priority=m.priority, degraded=m.status == ModelStatus.DEGRADED
+    )
+    return {"score": round(total, 6), "scoreParts": {k: round(v, 6) for k, v in parts.items()}}
+
+
+def model_find(criteria: Criteria, *, limit: int = 20) -> list[dict[str, Any]]:
+    return [{**m.api, **explain(m, criteria.policy)} for m in rank(snapshot().models, criteria, limit=limit)]
+
+
+def communication(model: AIModel) -> dict[str, Any]:
+    adapter = adapter_class(model.provider.kind)
+    return {
+        "id": model.id,
+        "publicId": model.public_id,
+        "provider": model.provider.slug,
+        "providerKind": model.provider.kind,
+        **adapter.communication(model.provider.base_url, model.model_id),
+        # How to call it through AFMTS: our gateway keeps the provider's secret server-side.
+        "gateway": {"endpoint": "/v1/chat/completions", "model": model.public_id, "authMethod": "bearer"},
+    }

@@ -1,0 +1,231 @@
+"""Writes to the registry. Each runs in one transaction and publishes its event through the one
+publisher (registry.events), so nothing is half-written and every process learns of it."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from afmts.errors import Conflict
+from registry.events import publish
+from registry.models import (
+    Agent,
+    AgentStatus,
+    AIModel,
+    ApiKey,
+    KeyScope,
+    Provider,
+    Source,
+)
+from registry.selectors import model_instance_representation
+from routing.providers import adapter_class
+
+KEY_PREFIX = "afmts_"
+
+
+# ------------------------------------------------------------------ providers
+
+
+def provider_data(provider: Provider) -> dict[str, Any]:
+    """A provider as the API and events show it: the credential never, only whether there is one."""
+    return {
+        "id": provider.id,
+        "slug": provider.slug,
+        "name": provider.name,
+        "kind": provider.kind,
+        "baseUrl": provider.base_url,
+        "enabled": provider.enabled,
+        "isDemo": provider.is_demo,
+        "hasApiKey": provider.has_api_key,
+        "freeQuota": provider.quota(),
+        "metadata": provider.metadata,
+        "createdAt": provider.created_at,
+        "updatedAt": provider.updated_at,
+    }
+
+
+def provider_create(
+    *, slug: str, kind: str, base_url: str | None = None, api_key: str | None = None,
+    name: str | None = None, is_demo: bool = False, **fields: Any,
+) -> Provider:
+    adapter = adapter_class(kind)
+    provider = Provider(
+        slug=slugify(slug), kind=kind, name=name or adapter.label,
+        base_url=(base_url or adapter.default_base_url).rstrip("/"), is_demo=is_demo, **fields,
+    )
+    provider.api_key = api_key
+    with transaction.atomic():
+        provider.save()
+        publish("provider_registered", provider_data(provider))
+    return provider
+
+
+# ------------------------------------------------------------------ models
+
+
+def model_data(model: AIModel) -> dict[str, Any]:
+    return model_instance_representation(model)
+
+
+@transaction.atomic
+def model_register(
+    *, provider_slug: str, provider_kind: str | None, endpoint: str | None, api_key: str | None,
+    model_fields: dict[str, Any], upsert: bool = False,
+) -> tuple[AIModel, bool]:
+    """Register a model as the seed's POST /api/models/register does: the provider is named by slug
+    and created on first use. Returns (model, created). A model already registered under the same
+    provider and model id is a conflict unless `upsert`."""
+    provider = Provider.objects.select_for_update().filter(slug=provider_slug).first()
+    if provider is None:
+        provider = provider_create(
+            slug=provider_slug, kind=provider_kind or provider_slug, base_url=endpoint, api_key=api_key
+        )
+    elif api_key:
+        provider.api_key = api_key  # a key given on registration replaces the stored one (rotation)
+        provider.save(update_fields=["api_key_encrypted", "updated_at"])
+
+    fields = dict(model_fields)
+    adapter = adapter_class(provider.kind)
+    if fields.get("is_free") is None:
+        local = adapter.is_local(provider.base_url)
+        fields["is_free"] = local
+        if local:
+            fields.setdefault("free_reason", "local server")
+    if fields["is_free"]:
+        fields.setdefault("free_reason", "marked free on registration")
+        fields.setdefault("input_price", 0)
+        fields.setdefault("output_price", 0)
+    fields = {k: v for k, v in fields.items() if v is not None}
+
+    model_id = fields.pop("model_id")
+    existing = AIModel.objects.select_for_update().filter(provider=provider, model_id=model_id).first()
+    if existing is not None and not upsert:
+        raise Conflict(
+            f"Model '{provider.slug}/{model_id}' is already registered (id {existing.id}); "
+            "use PUT /api/models/{id} or ?upsert=true."
+        )
+    if existing is not None:
+        for name, value in fields.items():
+            setattr(existing, name, value)
+        existing.last_seen = timezone.now()
+        existing.save()
+        publish("model_updated", model_data(existing))
+        return existing, False
+    try:
+        with transaction.atomic():
+            model = AIModel.objects.create(provider=provider, model_id=model_id, source=Source.MANUAL, **fields)
+    except IntegrityError as exc:  # a concurrent registration won the race
+        raise Conflict(f"Model '{provider.slug}/{model_id}' is already registered.") from exc
+    publish("model_registered", model_data(model))
+    return model, True
+
+
+@transaction.atomic
+def model_update(*, model: AIModel, fields: dict[str, Any]) -> AIModel:
+    """Operator edit. On a discovered model, edited fields are pinned so discovery keeps them."""
+    changed = [name for name, value in fields.items() if getattr(model, name) != value]
+    for name, value in fields.items():
+        setattr(model, name, value)
+    if model.source == Source.DISCOVERED and "pinned_fields" not in fields:
+        model.pinned_fields = sorted(set(model.pinned_fields) | set(changed) - {"disabled", "priority"})
+    model.save()
+    publish("model_updated", {**model_data(model), "changed": changed})
+    return model
+
+
+@transaction.atomic
+def model_delete(*, model: AIModel) -> None:
+    data = model_data(model)
+    model.delete()
+    publish("model_deleted", data)
+
+
+# ------------------------------------------------------------------ agents
+
+
+def agent_data(agent: Agent) -> dict[str, Any]:
+    return {
+        "id": agent.id,
+        "name": agent.name,
+        "type": agent.type,
+        "capabilities": agent.capabilities,
+        "endpoint": agent.endpoint,
+        "status": agent.status,
+        "lastHeartbeat": agent.last_heartbeat,
+        "metadata": agent.metadata,
+        "createdAt": agent.created_at,
+        "updatedAt": agent.updated_at,
+    }
+
+
+@transaction.atomic
+def agent_register(*, name: str, fields: dict[str, Any]) -> tuple[Agent, bool]:
+    """Register an agent, or re-register one that restarted (same name): it is online again."""
+    agent, created = Agent.objects.select_for_update().get_or_create(name=name, defaults=fields)
+    if not created:
+        for key, value in fields.items():
+            setattr(agent, key, value)
+    agent.status = AgentStatus.ONLINE
+    agent.last_heartbeat = timezone.now()
+    agent.save()
+    publish("agent_connected", agent_data(agent))
+    return agent, created
+
+
+@transaction.atomic
+def agent_update(*, agent: Agent, fields: dict[str, Any]) -> Agent:
+    was = agent.status
+    for key, value in fields.items():
+        setattr(agent, key, value)
+    agent.save()
+    if agent.status != was:
+        publish("agent_connected" if agent.status == AgentStatus.ONLINE else "agent_disconnected", agent_data(agent))
+    else:
+        publish("agent_updated", agent_data(agent))
+    return agent
+
+
+@transaction.atomic
+def agent_heartbeat(*, agent: Agent) -> Agent:
+    """A heartbeat of an online agent only stamps the time; one that was offline comes back."""
+    was = agent.status
+    agent.status = AgentStatus.ONLINE
+    agent.last_heartbeat = timezone.now()
+    agent.save(update_fields=["status", "last_heartbeat", "updated_at"])
+    if was != AgentStatus.ONLINE:
+        publish("agent_connected", agent_data(agent))
+    return agent
+
+
+# ------------------------------------------------------------------ API keys
+
+
+def hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@transaction.atomic
+def apikey_create(*, name: str, scope: str = KeyScope.USER, rate_limit_per_minute: int | None = None) -> tuple[ApiKey, str]:
+    """Create a key; returns it with its secret, which is shown this once and never stored."""
+    secret = KEY_PREFIX + secrets.token_urlsafe(32).replace("-", "x").replace("_", "y")
+    key = ApiKey.objects.create(
+        name=name, prefix=secret[: len(KEY_PREFIX) + 6], hashed=hash_key(secret), scope=scope,
+        rate_limit_per_minute=rate_limit_per_minute,
+    )
+    publish("api_key_created", {"id": key.id, "name": name, "prefix": key.prefix, "scope": scope})
+    return key, secret
+
+
+@transaction.atomic
+def apikey_revoke(*, key: ApiKey) -> ApiKey:
+    if key.revoked_at is None:
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+        publish("api_key_revoked", {"id": key.id, "name": key.name, "prefix": key.prefix})
+    return key
+
