@@ -12,10 +12,10 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import close_old_connections
-from django.utils import timezone
 from rest_framework import authentication, exceptions, permissions
 
 from registry import version
@@ -111,7 +111,7 @@ class KeyUsage:
         with self._lock:
             pending, self._pending = self._pending, {}
         for key_id, ts in pending.items():
-            when = timezone.datetime.fromtimestamp(ts, tz=timezone.utc)
+            when = datetime.fromtimestamp(ts, tz=UTC)
             ApiKey.objects.filter(pk=key_id).update(last_used_at=when)
         return len(pending)
 
@@ -144,7 +144,8 @@ class StaffSessionAuthentication(authentication.SessionAuthentication):
 
 
 class AdminWritesKeyReads(permissions.BasePermission):
-    """Reads need any valid key; writes need an admin key (DESIGN.md)."""
+    """Reads need any valid key; writes need an admin key (DESIGN.md). A view sets `admin_only`
+    when even its reads are for operators, and `any_key_may_post` when its POST only queries."""
 
     message = "This needs an admin API key."
 
@@ -154,6 +155,9 @@ class AdminWritesKeyReads(permissions.BasePermission):
             raise exceptions.NotAuthenticated(
                 "No API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'.", code="missing_api_key"
             )
-        if request.method in permissions.SAFE_METHODS and not getattr(view, "admin_only", False):
+        if getattr(view, "admin_only", False):
+            return principal.is_admin
+        # A POST that only asks (find, explain) is a read: any valid key may make it.
+        if request.method in permissions.SAFE_METHODS or getattr(view, "any_key_may_post", False):
             return True
         return principal.is_admin

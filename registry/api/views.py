@@ -104,6 +104,7 @@ class ModelRegisterView(Base):
 
 class ModelFindView(Base):
     serializer_class = s.FindSerializer
+    any_key_may_post = True
 
     @extend_schema(summary="Find models by criteria, ranked best first with the score's parts", responses=ANY)
     def post(self, request: Request) -> Response:
