@@ -9,7 +9,7 @@ from django.db import transaction
 
 from registry import services
 from registry.events import publish
-from registry.models import Agent, AIModel, ApiKey, Event, Provider
+from registry.models import Agent, AIModel, ApiKey, Event, Provider, Source
 
 
 class PublishingAdmin(admin.ModelAdmin):
@@ -98,6 +98,13 @@ class AIModelAdmin(PublishingAdmin):
 
     def event_data(self, obj):
         return services.model_data(obj)
+
+    def save_model(self, request, obj, form, change):
+        if change and obj.source == Source.DISCOVERED and "pinned_fields" not in form.changed_data:
+            # An operator's edit outlives the next discovery run, as through the API (model_update).
+            edited = set(form.changed_data) - {"disabled", "priority"}
+            obj.pinned_fields = sorted(set(obj.pinned_fields) | edited)
+        super().save_model(request, obj, form, change)
 
     @admin.display(description="id", ordering="model_id")
     def public_id(self, obj: AIModel) -> str:
