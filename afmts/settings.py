@@ -222,6 +222,16 @@ AFMTS_KEY_USAGE_FLUSH_SECONDS = env.float("AFMTS_KEY_USAGE_FLUSH_SECONDS", defau
 AFMTS_EVENTS_KEEP = env.int("AFMTS_EVENTS_KEEP", default=10_000)
 AFMTS_DEMO = env.bool("AFMTS_DEMO", default=False)
 
+# ---------------------------------------------------------------- tracker
+# Period of the beat row that runs a discovery cycle (editable in admin once created).
+AFMTS_DISCOVERY_CYCLE_SECONDS = env.int("AFMTS_DISCOVERY_CYCLE_SECONDS", default=30)
+AFMTS_DISCOVERY_TIMEOUT_SECONDS = env.float("AFMTS_DISCOVERY_TIMEOUT_SECONDS", default=20.0)
+AFMTS_DISCOVERY_MAX_BACKOFF_SECONDS = env.int("AFMTS_DISCOVERY_MAX_BACKOFF_SECONDS", default=1800)
+# A discovered model missing from its provider's listing this long is retired (kept, with history).
+AFMTS_RETIRE_GRACE_SECONDS = env.int("AFMTS_RETIRE_GRACE_SECONDS", default=3600)
+# last_seen is refreshed at most this often, so an unchanged discovery cycle writes nothing.
+AFMTS_LAST_SEEN_RESOLUTION_SECONDS = env.int("AFMTS_LAST_SEEN_RESOLUTION_SECONDS", default=600)
+
 # ---------------------------------------------------------------- i18n, static
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

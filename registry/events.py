@@ -36,23 +36,36 @@ def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
 
 def publish(event: str, data: dict[str, Any]) -> dict[str, Any]:
     """Record and broadcast one event; returns its envelope."""
-    data = _jsonable(data)
+    return publish_many([(event, data)])[0]
+
+
+def publish_many(events: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Record and broadcast several events with one version bump and one insert (discovery)."""
+    if not events:
+        return []
+    now = timezone.now()
     with transaction.atomic():
         if not RegistryState.objects.filter(pk=1).update(version=F("version") + 1):
             RegistryState.objects.get_or_create(pk=1, defaults={"version": 1})
         db_version = RegistryState.objects.values_list("version", flat=True).get(pk=1)
-        row = Event.objects.create(event=event, data=data, ts=timezone.now(), version=db_version)
-        if row.id % 100 == 0:
-            Event.objects.filter(id__lte=row.id - settings.AFMTS_EVENTS_KEEP).delete()
+        rows = Event.objects.bulk_create(
+            [Event(event=name, data=_jsonable(data), ts=now, version=db_version) for name, data in events]
+        )
+        if rows[-1].id is None:  # backends that do not return ids from bulk inserts
+            rows = list(Event.objects.filter(version=db_version).order_by("id"))
+        last = rows[-1].id
+        if last // 100 != (last - len(rows)) // 100:
+            Event.objects.filter(id__lte=last - settings.AFMTS_EVENTS_KEEP).delete()
     version.bump_local()
-    message = row.envelope()
-    transaction.on_commit(lambda: _after_commit(message, db_version))
-    return message
+    messages = [row.envelope() for row in rows]
+    transaction.on_commit(lambda: _after_commit(messages, db_version))
+    return messages
 
 
-def _after_commit(message: dict[str, Any], db_version: int) -> None:
+def _after_commit(messages: list[dict[str, Any]], db_version: int) -> None:
     version.bump_local(db_version)
-    broadcast(message)
+    for message in messages:
+        broadcast(message)
 
 
 def broadcast(message: dict[str, Any]) -> None:

@@ -32,6 +32,12 @@ class QuotaFields(models.Model):
         }
 
 
+class ProviderStatus(models.TextChoices):
+    UNKNOWN = "unknown"
+    UP = "up"
+    DOWN = "down"
+
+
 class Provider(QuotaFields):
     """One account at one upstream: a kind of adapter, a base URL and one credential."""
 
@@ -46,6 +52,22 @@ class Provider(QuotaFields):
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    # Discovery and health (the tracker). Written only when something changes, so an unchanged
+    # discovery cycle writes nothing.
+    discovery_enabled = models.BooleanField(default=True)
+    discovery_interval = models.PositiveIntegerField(
+        default=30, help_text="Seconds between listings (the beat row's period is the floor)."
+    )
+    probe_enabled = models.BooleanField(
+        default=False,
+        help_text="Allow active completion probes even when the free quota is account-wide and scarce.",
+    )
+    status = models.CharField(max_length=8, choices=ProviderStatus.choices, default=ProviderStatus.UNKNOWN)
+    failures = models.PositiveIntegerField(default=0, help_text="Consecutive failed listings.")
+    last_error = models.TextField(blank=True, default="")
+    last_discovery_at = models.DateTimeField(null=True, blank=True)
+    next_discovery_at = models.DateTimeField(null=True, blank=True, help_text="Back-off after failures.")
 
     class Meta:
         ordering = ["slug"]
@@ -213,3 +235,22 @@ class Event(models.Model):
 
     def envelope(self) -> dict:
         return {"id": self.id, "event": self.event, "data": self.data, "ts": self.ts.isoformat()}
+
+
+class ModelChange(models.Model):
+    """History: one row per changed field of a model (registered, updated, retired, free or not)."""
+
+    model = models.ForeignKey(AIModel, on_delete=models.SET_NULL, null=True, related_name="changes")
+    public_id = models.CharField(max_length=320, db_index=True)
+    event = models.CharField(max_length=64)
+    field = models.CharField(max_length=64, blank=True, default="")
+    old = models.JSONField(null=True, blank=True)
+    new = models.JSONField(null=True, blank=True)
+    at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["field", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.event} {self.field}"

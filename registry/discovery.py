@@ -1,0 +1,318 @@
+"""Discovery: list every due provider concurrently and fold each listing into the registry.
+
+`apply_listing` is the write side, idempotent and batched: new models are created, changed ones
+updated (never a pinned field), models gone from the listing are retired after a grace, and every
+change becomes a history row (ModelChange) and an event. A listing identical to the registry writes
+nothing. Two workers applying the same provider at once are serialized by a row lock on the provider
+and the unique (provider, model id) constraint, so rows are neither duplicated nor lost.
+
+`run_cycle` lists providers concurrently (asyncio): one slow or failing provider never delays the
+others' writes, and a cycle takes as long as its slowest provider, not the sum.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from registry.events import publish_many
+from registry.models import AIModel, ModelChange, ModelStatus, ModelType, Provider, ProviderStatus, Source
+from registry.selectors import MODEL_COLUMNS, model_representation
+
+log = logging.getLogger(__name__)
+
+SIX_PLACES = Decimal("0.000001")
+# The fields a listing owns; each maps from the record (see _fields_from_record).
+TRACKED = (
+    "name", "type", "capabilities", "context_window", "max_output_tokens", "input_price", "output_price",
+    "is_free", "free_reason", "free_rpm", "free_rpd", "free_tpm", "free_tpd", "quota_scope", "metadata",
+)
+
+
+@dataclass
+class ProviderResult:
+    provider: str
+    seen: int = 0
+    new: int = 0
+    changed: int = 0
+    retired: int = 0
+    free: int = 0
+    skipped: int = 0
+    error: str = ""
+    seconds: float = 0.0
+    writes: int = 0
+    events: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+def _price(value) -> Decimal | None:
+    return None if value is None else Decimal(str(value)).quantize(SIX_PLACES)
+
+
+def _fields_from_record(record) -> dict[str, Any]:
+    quota = record.quota or {}
+    model_type = record.type if record.type in ModelType.values else ModelType.LLM
+    return {
+        "name": (record.name or record.id)[:255],
+        "type": model_type,
+        "capabilities": list(record.capabilities or []),
+        "context_window": record.context_window or None,
+        "max_output_tokens": record.max_output_tokens or None,
+        "input_price": _price(record.input_price),
+        "output_price": _price(record.output_price),
+        "is_free": bool(record.is_free),
+        "free_reason": (record.free_reason or "")[:255] if record.is_free else "",
+        "free_rpm": quota.get("rpm"),
+        "free_rpd": quota.get("rpd"),
+        "free_tpm": quota.get("tpm"),
+        "free_tpd": quota.get("tpd"),
+        "quota_scope": record.quota_scope or "model",
+        "metadata": record.metadata or {},
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    return float(value) if isinstance(value, Decimal) else value
+
+
+def _last_seen_resolution() -> timedelta:
+    # last_seen is refreshed at most this often, so an unchanged cycle writes nothing; it stays well
+    # under the retire grace so that a model still listed is never retired.
+    grace = settings.AFMTS_RETIRE_GRACE_SECONDS
+    return timedelta(seconds=max(0.0, min(settings.AFMTS_LAST_SEEN_RESOLUTION_SECONDS, grace / 3)))
+
+
+def apply_listing(provider_id: int, listing, *, now: datetime | None = None) -> ProviderResult:
+    """Fold one provider's listing into the registry. See the module docstring."""
+    now = now or timezone.now()
+    events: list[tuple[str, dict]] = []
+    changes: list[ModelChange] = []
+    writes = 0
+    with transaction.atomic():
+        provider = Provider.objects.select_for_update().get(pk=provider_id)
+        result = ProviderResult(provider=provider.slug, skipped=listing.skipped)
+        records = {}
+        for record in listing.models:
+            records.setdefault(record.id, record)  # a listing that repeats an id keeps the first
+        existing = {m.model_id: m for m in AIModel.objects.filter(provider=provider)}
+        to_create: list[AIModel] = []
+        to_update: list[AIModel] = []
+        update_fields: set[str] = set()
+        stale_seen: list[int] = []
+        resolution = _last_seen_resolution()
+
+        for model_id, record in records.items():
+            fields = _fields_from_record(record)
+            result.seen += 1
+            result.free += fields["is_free"]
+            model = existing.get(model_id)
+            if model is None:
+                to_create.append(AIModel(
+                    provider=provider, model_id=model_id, source=Source.DISCOVERED, first_seen=now, last_seen=now,
+                    **fields,
+                ))
+                continue
+            pinned = set(model.pinned_fields or [])
+            diff = {
+                name: (getattr(model, name), value)
+                for name, value in fields.items()
+                if name not in pinned and getattr(model, name) != value
+            }
+            if model.status == ModelStatus.RETIRED and "status" not in pinned:
+                diff["status"] = (ModelStatus.RETIRED, ModelStatus.AVAILABLE)
+            if diff:
+                for name, (old, new) in diff.items():
+                    setattr(model, name, new)
+                    update_fields.add(name)
+                    changes.append(ModelChange(
+                        model=model, public_id=f"{provider.slug}/{model_id}", event="model_updated", field=name,
+                        old=_jsonable(old) if name != "metadata" else None,
+                        new=_jsonable(new) if name != "metadata" else None, at=now,
+                    ))
+                model.last_seen = model.updated_at = now
+                to_update.append(model)
+                result.changed += 1
+                events.append(("model_updated", {"model": model, "changed": sorted(diff)}))
+                if "is_free" in diff:
+                    events.append(("model_became_free" if model.is_free else "model_stopped_being_free", {"model": model}))
+            elif model.last_seen is None or now - model.last_seen >= resolution:
+                stale_seen.append(model.pk)
+
+        if to_create:
+            created = AIModel.objects.bulk_create(to_create)
+            if any(m.pk is None for m in created):
+                by_id = {m.model_id: m for m in AIModel.objects.filter(provider=provider, model_id__in=[m.model_id for m in created])}
+                created = [by_id[m.model_id] for m in created]
+            writes += 1
+            for model in created:
+                result.new += 1
+                public_id = f"{provider.slug}/{model.model_id}"
+                changes.append(ModelChange(model=model, public_id=public_id, event="model_registered", at=now))
+                events.append(("model_registered", {"model": model}))
+                if model.is_free:
+                    changes.append(ModelChange(
+                        model=model, public_id=public_id, event="model_became_free", field="is_free",
+                        old=None, new=True, at=now,
+                    ))
+                    events.append(("model_became_free", {"model": model}))
+        if to_update:
+            AIModel.objects.bulk_update(to_update, sorted(update_fields | {"last_seen", "updated_at"}), batch_size=500)
+            writes += 1
+        if stale_seen:
+            AIModel.objects.filter(pk__in=stale_seen).update(last_seen=now)
+            writes += 1
+
+        grace = timedelta(seconds=settings.AFMTS_RETIRE_GRACE_SECONDS)
+        gone = [
+            m for model_id, m in existing.items()
+            if model_id not in records and m.source == Source.DISCOVERED and m.status != ModelStatus.RETIRED
+            and "status" not in (m.pinned_fields or []) and (m.last_seen is None or now - m.last_seen >= grace)
+        ]
+        if gone:
+            AIModel.objects.filter(pk__in=[m.pk for m in gone]).update(status=ModelStatus.RETIRED, updated_at=now)
+            writes += 1
+            for model in gone:
+                changes.append(ModelChange(
+                    model=model, public_id=f"{provider.slug}/{model.model_id}", event="model_retired",
+                    field="status", old=model.status, new=ModelStatus.RETIRED, at=now,
+                ))
+                model.status = ModelStatus.RETIRED
+                events.append(("model_retired", {"model": model}))
+                result.retired += 1
+
+        provider_fields = _provider_success_fields(provider, now)
+        if provider_fields:
+            Provider.objects.filter(pk=provider.pk).update(**provider_fields)
+            writes += 1
+            if provider_fields.get("status") == ProviderStatus.UP:
+                events.append(("provider_up", {"provider": provider.slug, "models": result.seen}))
+        if changes:
+            ModelChange.objects.bulk_create(changes, batch_size=1000)
+            writes += 1
+        if events:
+            publish_many([(name, _event_data(provider, data)) for name, data in events])
+            writes += 1
+    result.writes = writes
+    result.events = [name for name, _ in events]
+    return result
+
+
+def _provider_success_fields(provider: Provider, now: datetime) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    if provider.status != ProviderStatus.UP:
+        fields["status"] = ProviderStatus.UP
+    if provider.failures or provider.last_error or provider.next_discovery_at:
+        fields.update(failures=0, last_error="", next_discovery_at=None)
+    # Only providers listed less often than every cycle need the time of their last run to know when
+    # they are due; for the others it is refreshed as coarsely as last_seen.
+    coarse = _last_seen_resolution()
+    if provider.discovery_interval > settings.AFMTS_DISCOVERY_CYCLE_SECONDS or (
+        provider.last_discovery_at is None or now - provider.last_discovery_at >= coarse
+    ):
+        fields["last_discovery_at"] = now
+    return fields
+
+
+def _event_data(provider: Provider, data: dict) -> dict:
+    model = data.pop("model", None)
+    if model is None:
+        return data
+    row = {name: getattr(model, name) for name in MODEL_COLUMNS if "__" not in name}
+    row |= {
+        "provider__slug": provider.slug, "provider__kind": provider.kind, "provider__base_url": provider.base_url,
+        "provider__enabled": provider.enabled, "provider__is_demo": provider.is_demo,
+    }
+    return {**model_representation(row), **data}
+
+
+def record_failure(provider_id: int, error: str, *, now: datetime | None = None) -> ProviderResult:
+    """A failed listing: back off (interval × 2^failures, capped) and publish provider_down once."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        provider = Provider.objects.select_for_update().get(pk=provider_id)
+        failures = provider.failures + 1
+        delay = min(provider.discovery_interval * 2 ** (failures - 1), settings.AFMTS_DISCOVERY_MAX_BACKOFF_SECONDS)
+        fields = {
+            "failures": failures, "last_error": error[:2000], "next_discovery_at": now + timedelta(seconds=delay),
+            "last_discovery_at": now,
+        }
+        went_down = provider.status != ProviderStatus.DOWN
+        if went_down:
+            fields["status"] = ProviderStatus.DOWN
+        Provider.objects.filter(pk=provider.pk).update(**fields)
+        if went_down:
+            publish_many([("provider_down", {"provider": provider.slug, "error": error[:500], "failures": failures})])
+    return ProviderResult(provider=provider.slug, error=error, events=["provider_down"] if went_down else [])
+
+
+def due_providers(*, now: datetime | None = None, slugs: list[str] | None = None) -> list[Provider]:
+    """Enabled providers whose interval has passed and whose back-off (if any) is over."""
+    now = now or timezone.now()
+    providers = Provider.objects.filter(enabled=True, discovery_enabled=True)
+    if slugs:
+        return list(providers.filter(slug__in=slugs))
+    cycle = settings.AFMTS_DISCOVERY_CYCLE_SECONDS
+    due = []
+    for provider in providers:
+        if provider.next_discovery_at and provider.next_discovery_at > now:
+            continue
+        if (
+            provider.discovery_interval > cycle and provider.last_discovery_at
+            and now - provider.last_discovery_at < timedelta(seconds=provider.discovery_interval)
+        ):
+            continue
+        due.append(provider)
+    return due
+
+
+ListFn = Callable[[Provider], Any]
+
+
+async def run_cycle(providers: list[Provider], list_models: ListFn, *, timeout: float | None = None) -> list[ProviderResult]:
+    """List every provider concurrently; each listing is applied as soon as it arrives."""
+    timeout = timeout or settings.AFMTS_DISCOVERY_TIMEOUT_SECONDS
+    apply = sync_to_async(_apply_safely)
+    fail = sync_to_async(_record_failure_logged)
+
+    async def one(provider: Provider) -> ProviderResult:
+        started = time.perf_counter()
+        try:
+            listing = await asyncio.wait_for(list_models(provider), timeout)
+        except TimeoutError:
+            result = await fail(provider.pk, f"listing timed out after {timeout:g} s")
+        except Exception as exc:  # noqa: BLE001 - one provider's failure never breaks the cycle
+            result = await fail(provider.pk, f"{type(exc).__name__}: {exc}")
+        else:
+            result = await apply(provider.pk, listing)
+        result.seconds = time.perf_counter() - started
+        return result
+
+    return list(await asyncio.gather(*(one(p) for p in providers)))
+
+
+def _apply_safely(provider_id: int, listing) -> ProviderResult:
+    try:
+        return apply_listing(provider_id, listing)
+    except Exception as exc:  # noqa: BLE001
+        log.exception("could not apply the listing of provider %s", provider_id)
+        return ProviderResult(provider=str(provider_id), error=f"{type(exc).__name__}: {exc}")
+
+
+def _record_failure_logged(provider_id: int, error: str) -> ProviderResult:
+    log.warning("discovery of provider %s failed: %s", provider_id, error)
+    return record_failure(provider_id, error)
+
