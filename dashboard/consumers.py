@@ -12,6 +12,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from dashboard import relay
 from registry.auth import principal_for_secret
 from registry.events import GROUP
 
@@ -34,6 +35,8 @@ class EventConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=4401)
             return
         await self.channel_layer.group_add(GROUP, self.channel_name)
+        await relay.client_joined()
+        self.joined = True
         await self.accept()
 
     async def _authenticated(self) -> bool:
@@ -45,6 +48,8 @@ class EventConsumer(AsyncJsonWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         await self.channel_layer.group_discard(GROUP, self.channel_name)
+        if getattr(self, "joined", False):
+            relay.client_left()
 
     async def receive_json(self, content, **kwargs) -> None:
         if isinstance(content, dict) and content.get("type") == "ping":

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
+import uuid
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -28,6 +31,8 @@ from registry.models import Event, RegistryState
 log = logging.getLogger(__name__)
 
 GROUP = "events"
+# Identifies this process's events (see dashboard.relay).
+ORIGIN = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
@@ -49,7 +54,7 @@ def publish_many(events: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any
             RegistryState.objects.get_or_create(pk=1, defaults={"version": 1})
         db_version = RegistryState.objects.values_list("version", flat=True).get(pk=1)
         rows = Event.objects.bulk_create(
-            [Event(event=name, data=_jsonable(data), ts=now, version=db_version) for name, data in events]
+            [Event(event=name, data=_jsonable(data), ts=now, version=db_version, origin=ORIGIN) for name, data in events]
         )
         if rows[-1].id is None:  # backends that do not return ids from bulk inserts
             rows = list(Event.objects.filter(version=db_version).order_by("id"))

@@ -229,6 +229,8 @@ class Event(models.Model):
     data = models.JSONField(default=dict)
     ts = models.DateTimeField(db_index=True)
     version = models.BigIntegerField()
+    # The process that published it: the embedded-mode relay forwards only other processes' events.
+    origin = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         ordering = ["id"]
