@@ -233,6 +233,8 @@ AFMTS_DISCOVERY_MAX_BACKOFF_SECONDS = env.int("AFMTS_DISCOVERY_MAX_BACKOFF_SECON
 AFMTS_RETIRE_GRACE_SECONDS = env.int("AFMTS_RETIRE_GRACE_SECONDS", default=3600)
 # last_seen is refreshed at most this often, so an unchanged discovery cycle writes nothing.
 AFMTS_LAST_SEEN_RESOLUTION_SECONDS = env.int("AFMTS_LAST_SEEN_RESOLUTION_SECONDS", default=600)
+# An online agent without a heartbeat for this long is marked offline (agent_disconnected).
+AFMTS_AGENT_TIMEOUT_SECONDS = env.int("AFMTS_AGENT_TIMEOUT_SECONDS", default=90)
 
 # ---------------------------------------------------------------- i18n, static
 LANGUAGE_CODE = "en-us"

@@ -256,3 +256,29 @@ class ModelChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.public_id} {self.event} {self.field}"
+
+
+class QuotaState(models.Model):
+    """What is known of one window of a free quota: the provider's own word (rate-limit headers,
+    429 bodies) and what AFMTS has counted since. `model` is empty for an account-wide quota."""
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="quota_states")
+    model = models.ForeignKey(AIModel, on_delete=models.CASCADE, null=True, blank=True, related_name="quota_states")
+    window = models.CharField(max_length=32, help_text='"requests/minute", "tokens/day", ...')
+    limit = models.PositiveBigIntegerField(null=True, blank=True)
+    remaining = models.BigIntegerField(null=True, blank=True, help_text="As last reported by the provider.")
+    used = models.PositiveBigIntegerField(default=0, help_text="Counted by AFMTS since the report or reset.")
+    reset_at = models.DateTimeField(null=True, blank=True)
+    observed_at = models.DateTimeField()
+    source = models.CharField(max_length=16, default="headers")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "model", "window"], name="unique_quota_window"),
+            models.UniqueConstraint(
+                fields=["provider", "window"], condition=models.Q(model__isnull=True), name="unique_account_quota_window"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider_id}/{self.model_id or '*'} {self.window}"

@@ -93,6 +93,7 @@ class ModelView:
     pk: int
     public_id: str
     provider: str
+    provider_id: int
     provider_kind: str
     type: str
     capabilities: frozenset[str]
@@ -126,7 +127,7 @@ def _view(row: dict[str, Any]) -> ModelView:
         for policy, weights in POLICIES.items()
     }
     return ModelView(
-        pk=row["id"], public_id=api["publicId"], provider=row["provider__slug"],
+        pk=row["id"], public_id=api["publicId"], provider=row["provider__slug"], provider_id=row["provider_id"],
         provider_kind=row["provider__kind"], type=row["type"],
         capabilities=frozenset(api["capabilities"]), tags=frozenset(api["tags"]), status=row["status"],
         is_free=row["is_free"], input_price=api["inputPrice"], output_price=api["outputPrice"],

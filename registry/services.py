@@ -229,3 +229,26 @@ def apikey_revoke(*, key: ApiKey) -> ApiKey:
         publish("api_key_revoked", {"id": key.id, "name": key.name, "prefix": key.prefix})
     return key
 
+
+
+@transaction.atomic
+def agents_mark_stale(*, now=None, timeout_seconds: float | None = None) -> list[Agent]:
+    """Agents whose last heartbeat is older than the timeout go offline (agent_disconnected)."""
+    from datetime import timedelta
+
+    from django.conf import settings
+
+    now = now or timezone.now()
+    timeout = timeout_seconds if timeout_seconds is not None else settings.AFMTS_AGENT_TIMEOUT_SECONDS
+    stale = list(
+        Agent.objects.select_for_update()
+        .filter(status=AgentStatus.ONLINE, last_heartbeat__lt=now - timedelta(seconds=timeout))
+    )
+    for agent in stale:
+        agent.status = AgentStatus.OFFLINE
+        agent.save(update_fields=["status", "updated_at"])
+    if stale:
+        from registry.events import publish_many
+
+        publish_many([("agent_disconnected", {**agent_data(a), "reason": "missed heartbeats"}) for a in stale])
+    return stale

@@ -317,3 +317,67 @@ class MeView(APIView):
     @extend_schema(summary="Who am I (the key's name and scope)", responses=ANY)
     def get(self, request: Request) -> Response:
         return Response({"name": request.user.name, "scope": request.user.scope})
+
+
+# ------------------------------------------------------------------ free models
+
+
+class FreeModelListView(Base):
+    @extend_schema(
+        summary="What is free right now, with its quota and what remains of it",
+        parameters=[OpenApiParameter("provider", str), OpenApiParameter("capability", str)],
+        responses=ANY,
+    )
+    def get(self, request: Request) -> Response:
+        from django.utils import timezone
+
+        from registry.models import QuotaState
+        from registry.quota import quota_for
+
+        models = [
+            m for m in selectors.model_list(
+                free=True, provider=request.query_params.get("provider") or None,
+                capability=request.query_params.get("capability") or None,
+            )
+            if m.routable and m.status != ModelStatus.DOWN
+        ]
+        provider_ids = {m.provider_id for m in models}
+        states: dict = {}
+        for state in QuotaState.objects.filter(provider_id__in=provider_ids):
+            states.setdefault((state.provider_id, state.model_id), []).append(state)
+        now = timezone.now()
+        rows = []
+        for m in models:
+            rows.append({**m.api, "quota": quota_for(m.api, m.provider_id, states, now)})
+        return Response({"count": len(rows), "models": rows})
+
+
+class FreeModelHistoryView(Base):
+    pagination_class = Pagination
+
+    @extend_schema(
+        summary="When models became or stopped being free, newest first",
+        parameters=[OpenApiParameter("provider", str), OpenApiParameter("since", str, description="ISO 8601 time")],
+        responses=ANY,
+    )
+    def get(self, request: Request) -> Response:
+        from registry.models import ModelChange
+
+        changes = ModelChange.objects.filter(field="is_free")
+        provider = request.query_params.get("provider")
+        if provider:
+            changes = changes.filter(public_id__startswith=f"{provider}/")
+        since = request.query_params.get("since")
+        if since:
+            try:
+                changes = changes.filter(at__gt=datetime.fromisoformat(since.replace("Z", "+00:00")))
+            except ValueError:
+                raise ValidationError({"since": ["An ISO 8601 time."]}) from None
+        page = self.paginate_queryset(changes.order_by("-at", "-id"))
+        return self.get_paginated_response([
+            {
+                "model": c.public_id, "modelPk": c.model_id, "event": "model_became_free" if c.new else "model_stopped_being_free",
+                "isFree": bool(c.new), "at": c.at.isoformat().replace("+00:00", "Z"),
+            }
+            for c in page
+        ])

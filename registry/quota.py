@@ -1,0 +1,169 @@
+"""Free-quota tracking, learned rather than typed in.
+
+Each free model has a quota per window ("requests/minute", "requests/day", "tokens/minute",
+"tokens/day", ...) with a scope: its own, or shared by the whole account (OpenRouter's 20/min and
+50/day). What is known of a window combines
+- the configured limit (from the provider's documented free tier, or an operator),
+- the provider's own last word: rate-limit headers and 429 bodies (`quota_observe`),
+- what AFMTS has sent since then (`quota_count`),
+and a window past its reset time starts over. Time comes in as `now` (one clock, DESIGN.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from registry.models import AIModel, QuotaScope, QuotaState
+
+PERIODS = {"minute": 60, "hour": 3600, "day": 86400, "month": 30 * 86400}
+CONFIGURED = {"free_rpm": "requests/minute", "free_rpd": "requests/day", "free_tpm": "tokens/minute", "free_tpd": "tokens/day"}
+
+
+def scope_model_id(model: AIModel | None) -> int | None:
+    """The QuotaState.model a model's usage counts against (None = the account)."""
+    if model is None or model.quota_scope == QuotaScope.ACCOUNT:
+        return None
+    return model.pk
+
+
+def _window_seconds(window: str) -> int | None:
+    return PERIODS.get(window.split("/", 1)[-1])
+
+
+@transaction.atomic
+def quota_observe(*, provider_id: int, model: AIModel | None, info, now: datetime | None = None, source: str = "headers") -> int:
+    """Record what the provider said (a RateLimitInfo): limits, remaining and reset per window.
+    A Retry-After (429) becomes a `blocked` window that ends when the provider said."""
+    now = now or timezone.now()
+    model_id = scope_model_id(model)
+    written = 0
+    windows = dict(getattr(info, "windows", {}) or {})
+    for window, seen in windows.items():
+        if seen.limit is None and seen.remaining is None:
+            continue
+        reset = seen.reset if seen.reset is not None else _window_seconds(window)
+        _upsert(provider_id, model_id, window, {
+            "limit": seen.limit, "remaining": seen.remaining, "used": 0, "observed_at": now, "source": source,
+            "reset_at": now + timedelta(seconds=reset) if reset is not None else None,
+        })
+        written += 1
+    if getattr(info, "retry_after", None):
+        _upsert(provider_id, model_id, "blocked", {
+            "limit": None, "remaining": 0, "used": 0, "observed_at": now, "source": source,
+            "reset_at": now + timedelta(seconds=float(info.retry_after)),
+        })
+        written += 1
+    return written
+
+
+def _upsert(provider_id: int, model_id: int | None, window: str, fields: dict[str, Any]) -> None:
+    updated = QuotaState.objects.filter(provider_id=provider_id, model_id=model_id, window=window).update(**fields)
+    if not updated:
+        try:
+            with transaction.atomic():
+                QuotaState.objects.create(provider_id=provider_id, model_id=model_id, window=window, **fields)
+        except IntegrityError:  # created meanwhile by another worker
+            QuotaState.objects.filter(provider_id=provider_id, model_id=model_id, window=window).update(**fields)
+
+
+@transaction.atomic
+def quota_count(*, model: AIModel, requests: int = 1, tokens: int = 0, now: datetime | None = None) -> None:
+    """Count requests and tokens AFMTS sent on a free model against its quota windows. Windows known
+    only from configuration start when first counted and reset after their period."""
+    now = now or timezone.now()
+    model_id = scope_model_id(model)
+    known = set(
+        QuotaState.objects.filter(provider_id=model.provider_id, model_id=model_id).values_list("window", flat=True)
+    )
+    for field, window in CONFIGURED.items():
+        limit = getattr(model, field)
+        if limit is not None and window not in known:
+            _upsert(model.provider_id, model_id, window, {
+                "limit": limit, "remaining": None, "used": 0, "observed_at": now, "source": "counted",
+                "reset_at": now + timedelta(seconds=_window_seconds(window)),
+            })
+    states = QuotaState.objects.filter(provider_id=model.provider_id, model_id=model_id)
+    for state in states:
+        amount = requests if state.window.startswith("requests") else tokens if state.window.startswith("tokens") else 0
+        if not amount:
+            continue
+        if state.reset_at is not None and now >= state.reset_at:
+            # The window turned over: start a new one from this request.
+            seconds = _window_seconds(state.window)
+            QuotaState.objects.filter(pk=state.pk).update(
+                used=amount, remaining=None, observed_at=now, source="counted",
+                reset_at=now + timedelta(seconds=seconds) if seconds else None,
+            )
+        else:
+            QuotaState.objects.filter(pk=state.pk).update(used=F("used") + amount)
+
+
+@dataclass(frozen=True)
+class WindowView:
+    window: str
+    limit: int | None
+    remaining: int | None
+    reset_at: datetime | None
+    observed_at: datetime | None
+    source: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "limit": self.limit,
+            "remaining": self.remaining,
+            "resetAt": self.reset_at.isoformat().replace("+00:00", "Z") if self.reset_at else None,
+            "observedAt": self.observed_at.isoformat().replace("+00:00", "Z") if self.observed_at else None,
+            "source": self.source,
+        }
+
+
+def window_view(state: QuotaState | None, configured_limit: int | None, window: str, now: datetime) -> WindowView:
+    if state is None:
+        return WindowView(window, configured_limit, configured_limit, None, None, "configured")
+    limit = state.limit if state.limit is not None else configured_limit
+    if state.reset_at is not None and now >= state.reset_at:
+        # Past its reset: the provider has given the whole window back.
+        remaining = limit if window != "blocked" else None
+        return WindowView(window, limit, remaining, None, state.observed_at, state.source)
+    base = state.remaining if state.remaining is not None else limit
+    remaining = None if base is None else max(0, base - state.used)
+    return WindowView(window, limit, remaining, state.reset_at, state.observed_at, state.source)
+
+
+def quota_for(
+    model_row: dict[str, Any], provider_id: int, states: dict[tuple[int, int | None], list[QuotaState]], now: datetime
+) -> dict[str, Any]:
+    """The quota of one model as /api/free-models shows it: scope and every known window."""
+    scope_id = None if model_row["quotaScope"] == QuotaScope.ACCOUNT else model_row["id"]
+    rows = {s.window: s for s in states.get((provider_id, scope_id), [])}
+    configured = {
+        "requests/minute": model_row["freeQuota"]["requestsPerMinute"],
+        "requests/day": model_row["freeQuota"]["requestsPerDay"],
+        "tokens/minute": model_row["freeQuota"]["tokensPerMinute"],
+        "tokens/day": model_row["freeQuota"]["tokensPerDay"],
+    }
+    windows: dict[str, Any] = {}
+    for window in sorted(set(configured) | set(rows)):
+        limit = configured.get(window)
+        if limit is None and window not in rows:
+            continue
+        view = window_view(rows.get(window), limit, window, now)
+        if window == "blocked" and view.reset_at is None:
+            continue
+        windows[window] = view.as_dict()
+    fractions = [
+        w["remaining"] / w["limit"] for w in windows.values() if w["limit"] and w["remaining"] is not None
+    ]
+    blocked = windows.get("blocked")
+    return {
+        "scope": model_row["quotaScope"],
+        "windows": windows,
+        "remainingFraction": 0.0 if blocked else (min(fractions) if fractions else None),
+        "blockedUntil": blocked["resetAt"] if blocked else None,
+    }
