@@ -44,9 +44,37 @@ def provider_data(provider: Provider) -> dict[str, Any]:
         "hasApiKey": provider.has_api_key,
         "freeQuota": provider.quota(),
         "metadata": provider.metadata,
+        "discoveryEnabled": provider.discovery_enabled,
+        "discoveryInterval": provider.discovery_interval,
+        "probeEnabled": provider.probe_enabled,
+        "status": provider.status,
+        "failures": provider.failures,
+        "lastError": provider.last_error,
+        "lastDiscoveryAt": provider.last_discovery_at,
+        "nextDiscoveryAt": provider.next_discovery_at,
         "createdAt": provider.created_at,
         "updatedAt": provider.updated_at,
     }
+
+
+@transaction.atomic
+def provider_update(*, provider: Provider, fields: dict[str, Any]) -> Provider:
+    if "api_key" in fields:
+        provider.api_key = fields.pop("api_key") or None
+    if "base_url" in fields:
+        fields["base_url"] = fields["base_url"].rstrip("/")
+    for name, value in fields.items():
+        setattr(provider, name, value)
+    provider.save()
+    publish("provider_updated", provider_data(provider))
+    return provider
+
+
+@transaction.atomic
+def provider_delete(*, provider: Provider) -> None:
+    data = provider_data(provider)
+    provider.delete()
+    publish("provider_deleted", data)
 
 
 def provider_create(

@@ -169,3 +169,21 @@ class ApiKeyCreateSerializer(CamelInput, serializers.Serializer):
     name = serializers.CharField(max_length=128)
     scope = serializers.ChoiceField(choices=KeyScope.choices, default=KeyScope.USER)
     rateLimitPerMinute = serializers.IntegerField(source="rate_limit_per_minute", min_value=1, required=False, allow_null=True)
+
+
+class ProviderSerializer(CamelInput, serializers.Serializer):
+    slug = serializers.SlugField(max_length=64)
+    kind = serializers.ChoiceField(choices=list(ADAPTERS))
+    name = serializers.CharField(max_length=128, required=False)
+    baseUrl = serializers.URLField(source="base_url", max_length=512, required=False)
+    apiKey = serializers.CharField(source="api_key", required=False, allow_blank=True, write_only=True)
+    enabled = serializers.BooleanField(required=False)
+    discoveryEnabled = serializers.BooleanField(source="discovery_enabled", required=False)
+    discoveryInterval = serializers.IntegerField(source="discovery_interval", min_value=5, max_value=86400, required=False)
+    probeEnabled = serializers.BooleanField(source="probe_enabled", required=False)
+    freeQuota = QuotaSerializer(required=False)
+    metadata = serializers.DictField(required=False)
+
+    def validate(self, attrs):
+        attrs.update(attrs.pop("freeQuota", None) or {})
+        return attrs

@@ -381,3 +381,58 @@ class FreeModelHistoryView(Base):
             }
             for c in page
         ])
+
+
+# ------------------------------------------------------------------ providers
+
+
+class ProviderListView(Base):
+    serializer_class = s.ProviderSerializer
+    admin_only = True
+
+    @extend_schema(summary="Providers (admin): one account at one upstream each", responses=ANY)
+    def get(self, request: Request) -> Response:
+        return Response({"providers": [services.provider_data(p) for p in Provider.objects.all()]})
+
+    @extend_schema(summary="Add a provider (admin); its models are discovered on the next cycle", responses={201: ANY})
+    def post(self, request: Request) -> Response:
+        data = self.get_serializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        if Provider.objects.filter(slug=fields["slug"]).exists():
+            from afmts.errors import Conflict
+
+            raise Conflict(f"Provider '{fields['slug']}' exists.")
+        provider = services.provider_create(
+            slug=fields.pop("slug"), kind=fields.pop("kind"), base_url=fields.pop("base_url", None),
+            api_key=fields.pop("api_key", None) or None, name=fields.pop("name", None), **fields,
+        )
+        return Response(services.provider_data(provider), status=status.HTTP_201_CREATED)
+
+
+class ProviderDetailView(Base):
+    serializer_class = s.ProviderSerializer
+    admin_only = True
+
+    @extend_schema(summary="A provider (admin)", responses=ANY)
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(services.provider_data(get_object_or_404(Provider, pk=pk)))
+
+    @extend_schema(summary="Change a provider (admin); apiKey is write-only", responses=ANY)
+    def patch(self, request: Request, pk: int) -> Response:
+        provider = get_object_or_404(Provider, pk=pk)
+        data = self.get_serializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        if "kind" in fields and fields["kind"] != provider.kind:
+            raise ValidationError({"kind": ["A provider's kind cannot change; add another provider."]})
+        if "slug" in fields and fields["slug"] != provider.slug:
+            raise ValidationError({"slug": ["A provider's slug cannot change (it is part of its models' ids)."]})
+        return Response(services.provider_data(services.provider_update(provider=provider, fields=fields)))
+
+    put = patch
+
+    @extend_schema(summary="Remove a provider and its models (admin)", responses={204: None})
+    def delete(self, request: Request, pk: int) -> Response:
+        services.provider_delete(provider=get_object_or_404(Provider, pk=pk))
+        return Response(status=status.HTTP_204_NO_CONTENT)
