@@ -235,6 +235,19 @@ AFMTS_RETIRE_GRACE_SECONDS = env.int("AFMTS_RETIRE_GRACE_SECONDS", default=3600)
 AFMTS_LAST_SEEN_RESOLUTION_SECONDS = env.int("AFMTS_LAST_SEEN_RESOLUTION_SECONDS", default=600)
 # An online agent without a heartbeat for this long is marked offline (agent_disconnected).
 AFMTS_AGENT_TIMEOUT_SECONDS = env.int("AFMTS_AGENT_TIMEOUT_SECONDS", default=90)
+# Health: the rolling window a model's reliability is computed over, and when a model without
+# traffic gets an active probe (free models and local servers only; see README "Health").
+AFMTS_HEALTH_WINDOW = env.int("AFMTS_HEALTH_WINDOW", default=20)
+AFMTS_HEALTH_WINDOW_SECONDS = env.int("AFMTS_HEALTH_WINDOW_SECONDS", default=1800)
+AFMTS_HEALTH_EWMA_ALPHA = env.float("AFMTS_HEALTH_EWMA_ALPHA", default=0.3)
+AFMTS_HEALTH_KEEP_SECONDS = env.int("AFMTS_HEALTH_KEEP_SECONDS", default=86400)
+AFMTS_PROBE_IDLE_SECONDS = env.int("AFMTS_PROBE_IDLE_SECONDS", default=600)
+AFMTS_PROBE_MAX_BACKOFF_SECONDS = env.int("AFMTS_PROBE_MAX_BACKOFF_SECONDS", default=3600)
+AFMTS_PROBE_TIMEOUT_SECONDS = env.float("AFMTS_PROBE_TIMEOUT_SECONDS", default=20.0)
+# An account-wide free quota with fewer requests a day than this is too scarce to probe.
+AFMTS_PROBE_SCARCE_RPD = env.int("AFMTS_PROBE_SCARCE_RPD", default=1000)
+# A provider whose listing failed this many times in a row is down.
+AFMTS_PROVIDER_DOWN_AFTER = env.int("AFMTS_PROVIDER_DOWN_AFTER", default=2)
 
 # ---------------------------------------------------------------- i18n, static
 LANGUAGE_CODE = "en-us"

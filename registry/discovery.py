@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from registry.events import publish_many
 from registry.models import AIModel, ModelChange, ModelStatus, ModelType, Provider, ProviderStatus, Source
-from registry.selectors import MODEL_COLUMNS, model_representation
+from registry.selectors import model_instance_representation
 
 log = logging.getLogger(__name__)
 
@@ -229,14 +229,7 @@ def _provider_success_fields(provider: Provider, now: datetime) -> dict[str, Any
 
 def _event_data(provider: Provider, data: dict) -> dict:
     model = data.pop("model", None)
-    if model is None:
-        return data
-    row = {name: getattr(model, name) for name in MODEL_COLUMNS if "__" not in name}
-    row |= {
-        "provider__slug": provider.slug, "provider__kind": provider.kind, "provider__base_url": provider.base_url,
-        "provider__enabled": provider.enabled, "provider__is_demo": provider.is_demo,
-    }
-    return {**model_representation(row), **data}
+    return data if model is None else {**model_instance_representation(model, provider), **data}
 
 
 def record_failure(provider_id: int, error: str, *, now: datetime | None = None) -> ProviderResult:
@@ -250,7 +243,7 @@ def record_failure(provider_id: int, error: str, *, now: datetime | None = None)
             "failures": failures, "last_error": error[:2000], "next_discovery_at": now + timedelta(seconds=delay),
             "last_discovery_at": now,
         }
-        went_down = provider.status != ProviderStatus.DOWN
+        went_down = provider.status != ProviderStatus.DOWN and failures >= settings.AFMTS_PROVIDER_DOWN_AFTER
         if went_down:
             fields["status"] = ProviderStatus.DOWN
         Provider.objects.filter(pk=provider.pk).update(**fields)

@@ -282,3 +282,18 @@ class QuotaState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider_id}/{self.model_id or '*'} {self.window}"
+
+
+class HealthSample(models.Model):
+    """One piece of health evidence for a model: a gateway result, or an active probe."""
+
+    model = models.ForeignKey(AIModel, on_delete=models.CASCADE, related_name="health_samples")
+    ok = models.BooleanField()
+    latency_ms = models.FloatField(null=True, blank=True)
+    source = models.CharField(max_length=16, default="traffic")  # traffic | probe
+    error = models.CharField(max_length=255, blank=True, default="")
+    at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["model", "-at"])]
+        ordering = ["-at"]

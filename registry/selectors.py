@@ -21,7 +21,7 @@ MODEL_COLUMNS = (
     "free_tpm", "free_tpd", "status", "tags", "metadata", "description", "first_seen", "last_seen",
     "updated_at", "latency_ms", "reliability", "source", "disabled", "pinned_fields", "priority",
     "provider_id", "provider__slug", "provider__kind", "provider__base_url", "provider__enabled",
-    "provider__is_demo",
+    "provider__is_demo", "provider__status",
 )
 
 
@@ -75,13 +75,14 @@ def model_representation(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def model_instance_representation(model: AIModel) -> dict[str, Any]:
+def model_instance_representation(model: AIModel, provider=None) -> dict[str, Any]:
+    """The API's JSON for a model instance; pass its provider when it is at hand (saves a query)."""
     row = {name: getattr(model, name) for name in MODEL_COLUMNS if "__" not in name}
-    provider = model.provider
+    provider = provider or model.provider
     row |= {
         "provider__slug": provider.slug, "provider__kind": provider.kind,
         "provider__base_url": provider.base_url, "provider__enabled": provider.enabled,
-        "provider__is_demo": provider.is_demo,
+        "provider__is_demo": provider.is_demo, "provider__status": provider.status,
     }
     return model_representation(row)
 
@@ -133,7 +134,10 @@ def _view(row: dict[str, Any]) -> ModelView:
         is_free=row["is_free"], input_price=api["inputPrice"], output_price=api["outputPrice"],
         context_window=row["context_window"], max_output_tokens=row["max_output_tokens"],
         latency_ms=row["latency_ms"], reliability=row["reliability"], priority=row["priority"],
-        routable=row["provider__enabled"] and not row["disabled"] and row["status"] != ModelStatus.RETIRED,
+        routable=(
+            row["provider__enabled"] and row["provider__status"] != "down" and not row["disabled"]
+            and row["status"] != ModelStatus.RETIRED
+        ),
         is_demo=row["provider__is_demo"],
         search_text=" ".join((api["publicId"], row["name"], row["description"])).lower(),
         parts=parts, base=base, api=api,

@@ -1,0 +1,163 @@
+"""Model health without spending free quota (DESIGN.md).
+
+Evidence comes first from live traffic (every gateway result, recorded in batches with
+`health_record`) and from each provider's listing (a provider whose listing keeps failing is down,
+registry.discovery). An active probe — a one-token completion — runs only for a model with no recent
+evidence, never for a paid model, and never against a provider whose free quota is account-wide and
+scarce unless an operator turned `probe_enabled` on for it. Failures back off exponentially so a dead
+model is not hammered.
+
+From the rolling window (the last AFMTS_HEALTH_WINDOW samples within AFMTS_HEALTH_WINDOW_SECONDS):
+    reliability = successes / samples
+    latency     = EWMA of successful latencies (alpha AFMTS_HEALTH_EWMA_ALPHA)
+    status      = down      if the last 3 samples failed, or the last failed and reliability < 0.5
+                            over ≥ 4 samples
+                  degraded  if reliability < 0.9 over ≥ 4 samples, or the last sample failed
+                  available otherwise
+A status change publishes `health_changed`; metric drift is written without an event, and one
+`health_updated` event per batch lets every process refresh its snapshot.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from registry.events import publish_many
+from registry.models import AIModel, HealthSample, ModelStatus, QuotaScope
+from registry.selectors import model_instance_representation
+
+
+@dataclass(frozen=True)
+class Sample:
+    model_pk: int
+    ok: bool
+    latency_ms: float | None = None
+    source: str = "traffic"
+    error: str = ""
+    at: datetime | None = None
+
+
+def status_from(window: list[bool]) -> str:
+    """`window` is newest first."""
+    if len(window) >= 3 and not any(window[:3]):
+        return ModelStatus.DOWN
+    reliability = sum(window) / len(window) if window else 1.0
+    if len(window) >= 4 and reliability < 0.5 and not window[0]:
+        return ModelStatus.DOWN
+    if (len(window) >= 4 and reliability < 0.9) or (window and not window[0]):
+        return ModelStatus.DEGRADED
+    return ModelStatus.AVAILABLE
+
+
+@transaction.atomic
+def health_record(samples: list[Sample], *, now: datetime | None = None) -> dict[str, int]:
+    """Store a batch of evidence and derive each touched model's status, latency and reliability."""
+    now = now or timezone.now()
+    if not samples:
+        return {"samples": 0, "changed": 0}
+    HealthSample.objects.bulk_create([
+        HealthSample(model_id=s.model_pk, ok=s.ok, latency_ms=s.latency_ms, source=s.source, error=s.error[:255], at=s.at or now)
+        for s in samples
+    ])
+    by_model: dict[int, list[Sample]] = defaultdict(list)
+    for sample in samples:
+        by_model[sample.model_pk].append(sample)
+    alpha = settings.AFMTS_HEALTH_EWMA_ALPHA
+    since = now - timedelta(seconds=settings.AFMTS_HEALTH_WINDOW_SECONDS)
+    models = AIModel.objects.select_related("provider").select_for_update().filter(pk__in=by_model)
+    events, changed = [], 0
+    for model in models:
+        window = list(
+            HealthSample.objects.filter(model=model, at__gte=since).order_by("-at", "-id")
+            .values_list("ok", flat=True)[: settings.AFMTS_HEALTH_WINDOW]
+        )
+        latency = model.latency_ms
+        for sample in sorted(by_model[model.pk], key=lambda s: s.at or now):
+            if sample.ok and sample.latency_ms is not None:
+                latency = sample.latency_ms if latency is None else alpha * sample.latency_ms + (1 - alpha) * latency
+        reliability = round(sum(window) / len(window), 4) if window else model.reliability
+        status = model.status if model.status == ModelStatus.RETIRED or "status" in (model.pinned_fields or []) else status_from(window)
+        old_status = model.status
+        if (latency, reliability, status) == (model.latency_ms, model.reliability, old_status):
+            continue
+        model.latency_ms, model.reliability, model.status = latency, reliability, status
+        model.save(update_fields=["latency_ms", "reliability", "status", "updated_at"])
+        changed += 1
+        if status != old_status:
+            events.append(("health_changed", {
+                **model_instance_representation(model, model.provider), "previousStatus": old_status,
+            }))
+    if changed:
+        events.append(("health_updated", {"models": changed}))
+        publish_many(events)
+    return {"samples": len(samples), "changed": changed}
+
+
+def scarce_account_quota(provider, free_models: list[AIModel]) -> bool:
+    """True when the provider's free quota is shared by the account and small (OpenRouter's 50/day)."""
+    for model in free_models:
+        if model.quota_scope == QuotaScope.ACCOUNT:
+            rpd = model.free_rpd or provider.free_rpd
+            if rpd is None or rpd < settings.AFMTS_PROBE_SCARCE_RPD:
+                return True
+    return provider.free_rpd is not None and provider.free_rpd < settings.AFMTS_PROBE_SCARCE_RPD
+
+
+def probe_targets(*, now: datetime | None = None) -> list[AIModel]:
+    """Models that need an active probe now: free (or local), routable, with no evidence for
+    AFMTS_PROBE_IDLE_SECONDS — or, after failures, for the backed-off interval."""
+    from routing.providers import adapter_class
+
+    now = now or timezone.now()
+    idle = settings.AFMTS_PROBE_IDLE_SECONDS
+    candidates = list(
+        AIModel.objects.select_related("provider")
+        .filter(is_free=True, disabled=False, provider__enabled=True, type__in=["llm", "chat", "vision"])
+        .exclude(status=ModelStatus.RETIRED)
+    )
+    by_provider: dict[int, list[AIModel]] = defaultdict(list)
+    for model in candidates:
+        by_provider[model.provider_id].append(model)
+    allowed = {
+        pid for pid, models in by_provider.items()
+        if models[0].provider.probe_enabled
+        or adapter_class(models[0].provider.kind).is_local(models[0].provider.base_url)
+        or not scarce_account_quota(models[0].provider, models)
+    }
+    recent: dict[int, list[tuple[bool, datetime]]] = defaultdict(list)
+    for model_id, ok, at in (
+        HealthSample.objects.filter(model__in=[m for m in candidates if m.provider_id in allowed])
+        .filter(at__gte=now - timedelta(seconds=settings.AFMTS_PROBE_MAX_BACKOFF_SECONDS + idle))
+        .order_by("-at").values_list("model_id", "ok", "at")
+    ):
+        recent[model_id].append((ok, at))
+    targets = []
+    for model in candidates:
+        if model.provider_id not in allowed:
+            continue
+        history = recent.get(model.pk, [])
+        if not history:
+            targets.append(model)
+            continue
+        failures = 0
+        for ok, _ in history:
+            if ok:
+                break
+            failures += 1
+        # A failing model is re-probed after 1, 2, 4, ... minutes (capped), a healthy one when idle.
+        wait = min(60 * 2 ** (failures - 1), settings.AFMTS_PROBE_MAX_BACKOFF_SECONDS) if failures else idle
+        if now - history[0][1] >= timedelta(seconds=wait):
+            targets.append(model)
+    return targets
+
+
+def prune_samples(*, now: datetime | None = None) -> int:
+    now = now or timezone.now()
+    deleted, _ = HealthSample.objects.filter(at__lt=now - timedelta(seconds=settings.AFMTS_HEALTH_KEEP_SECONDS)).delete()
+    return deleted
