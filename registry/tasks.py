@@ -18,3 +18,17 @@ def discovery_cycle() -> int:
     from registry.tracker import discover
 
     return len(discover())
+
+
+@shared_task(ignore_result=True)
+def health_probe_round() -> int:
+    from registry.tracker import probe
+
+    return len(probe())
+
+
+@shared_task(ignore_result=True)
+def prune_history() -> int:
+    from registry.health import prune_samples
+
+    return prune_samples()

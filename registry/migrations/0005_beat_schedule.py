@@ -9,6 +9,8 @@ SCHEDULE = [
     # name, task, every (seconds), expires (seconds)
     ("AFMTS: discovery cycle", "registry.tasks.discovery_cycle", 30, 25),
     ("AFMTS: agent liveness", "registry.tasks.agents_check_liveness", 30, 25),
+    ("AFMTS: health probes", "registry.tasks.health_probe_round", 60, 55),
+    ("AFMTS: prune health samples", "registry.tasks.prune_history", 3600, 3000),
 ]
 
 

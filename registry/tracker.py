@@ -1,0 +1,118 @@
+"""The free model tracker's entry points: a discovery cycle and a health-probe round, each run by a
+Celery task, a management command, or a test. They build adapters for providers (the one place that
+decrypts a provider's key for outbound use) and hand results to the services in
+registry.discovery, registry.health and registry.quota."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from registry import discovery, health, quota
+from registry.models import AIModel, Provider
+from routing.providers import adapter_class
+from routing.providers.base import Adapter
+
+log = logging.getLogger(__name__)
+
+
+def adapter_for(provider: Provider, **kwargs) -> Adapter:
+    return adapter_class(provider.kind)(base_url=provider.base_url, api_key=provider.api_key or None, **kwargs)
+
+
+def discover(slugs: list[str] | None = None) -> list[discovery.ProviderResult]:
+    """One discovery cycle over the due providers (or the named ones), listed concurrently."""
+    providers = discovery.due_providers(slugs=slugs)
+    if not providers:
+        return []
+    return asyncio.run(_discover(providers))
+
+
+async def _discover(providers: list[Provider]) -> list[discovery.ProviderResult]:
+    from routing.providers.http import close_clients
+
+    observe = sync_to_async(_observe_listing_quota)
+
+    async def list_models(provider: Provider):
+        listing = await adapter_for(provider).list_models()
+        if listing.rate_limit:
+            await observe(provider.pk, listing.rate_limit)
+        return listing
+
+    try:
+        return await discovery.run_cycle(providers, list_models)
+    finally:
+        await close_clients()
+
+
+def _observe_listing_quota(provider_id: int, info) -> None:
+    # A listing call reports the account's limits (it costs no quota): record them account-wide.
+    quota.quota_observe(provider_id=provider_id, model=None, info=info)
+
+
+@dataclass
+class ProbeResult:
+    model: str
+    ok: bool | None  # None: no health evidence (the quota ran out, which says nothing of the model)
+    latency_ms: float | None
+    error: str = ""
+
+
+PROBE_REQUEST = {"messages": [{"role": "user", "content": "Reply with the word: ok"}], "max_tokens": 1, "temperature": 0}
+
+
+def probe(models: list[AIModel] | None = None) -> list[ProbeResult]:
+    """Send a one-token completion to every model that needs a probe (registry.health.probe_targets)
+    and record the outcome as health evidence, with the quota it used and the provider's report."""
+    models = health.probe_targets() if models is None else models
+    if not models:
+        return []
+    results = asyncio.run(_probe(models))
+    health.health_record([
+        health.Sample(m.pk, r.ok, r.latency_ms, source="probe", error=r.error)
+        for m, r in zip(models, results, strict=True) if r.ok is not None
+    ])
+    for model, result in zip(models, results, strict=True):
+        if result.ok is not None and model.is_free:
+            quota.quota_count(model=model, tokens=len(PROBE_REQUEST["messages"][0]["content"]) // 4 + 1)
+    return results
+
+
+async def _probe(models: list[AIModel]) -> list[ProbeResult]:
+    from routing.providers.errors import ProviderError, RateLimited
+    from routing.providers.http import close_clients
+    from routing.providers.types import RateLimitInfo
+
+    observe = sync_to_async(quota.quota_observe)
+
+    async def one(model: AIModel) -> ProbeResult:
+        adapter = adapter_for(model.provider)
+        started = time.perf_counter()
+        try:
+            await asyncio.wait_for(
+                adapter.chat({**PROBE_REQUEST, "model": model.model_id}), settings.AFMTS_PROBE_TIMEOUT_SECONDS
+            )
+            result = ProbeResult(model.public_id, True, (time.perf_counter() - started) * 1000)
+        except RateLimited as exc:
+            # Out of quota is not ill health: record the block, not a failure of the model.
+            info = exc.rate_limit or RateLimitInfo(retry_after=exc.retry_after)
+            if exc.retry_after and not info.retry_after:
+                info.retry_after = exc.retry_after
+            await observe(provider_id=model.provider_id, model=model, info=info, source="429")
+            return ProbeResult(model.public_id, None, None, f"rate limited: {exc.message}"[:255])
+        except (ProviderError, TimeoutError) as exc:
+            result = ProbeResult(model.public_id, False, None, f"{type(exc).__name__}: {exc}"[:255])
+        if adapter.last_rate_limit:
+            await observe(provider_id=model.provider_id, model=model, info=adapter.last_rate_limit)
+        return result
+
+    try:
+        return list(await asyncio.gather(*(one(m) for m in models)))
+    finally:
+        await close_clients()
+
