@@ -4,8 +4,6 @@ the registry version changes (registry.version), so listing and ranking 10,000 m
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -146,14 +144,31 @@ def _view(row: dict[str, Any]) -> ModelView:
 
 @dataclass(frozen=True)
 class Snapshot:
+    """The registry as ranking sees it. `ranked[policy]` holds the usable models (routable, not
+    down) sorted by their static score, so a ranking walks the head of a list instead of scoring
+    every model."""
+
     models: tuple[ModelView, ...]
     by_pk: dict[int, ModelView]
+    by_public_id: dict[str, ModelView]
+    ranked: dict[str, tuple[ModelView, ...]]
+
+
+def build_snapshot(models: tuple[ModelView, ...]) -> Snapshot:
+    usable = [m for m in models if m.routable and m.status != ModelStatus.DOWN]
+    ranked = {
+        # Stable sort: ties keep public-id order.
+        policy: tuple(sorted(usable, key=lambda m, p=policy: -m.base[p]))
+        for policy in POLICIES
+    }
+    return Snapshot(
+        models=models, by_pk={m.pk: m for m in models}, by_public_id={m.public_id: m for m in models}, ranked=ranked
+    )
 
 
 def _build_snapshot() -> Snapshot:
     rows = AIModel.objects.order_by("provider__slug", "model_id").values(*MODEL_COLUMNS)
-    models = tuple(_view(row) for row in rows)
-    return Snapshot(models=models, by_pk={m.pk: m for m in models})
+    return build_snapshot(tuple(_view(row) for row in rows))
 
 
 _snapshot = version.Versioned(_build_snapshot)
@@ -239,15 +254,22 @@ def matches(m: ModelView, c: Criteria) -> bool:
     return True
 
 
-def rank(models: Iterable[ModelView], criteria: Criteria, *, limit: int | None = None) -> list[ModelView]:
+def rank(criteria: Criteria, *, limit: int | None = None, snap: Snapshot | None = None) -> list[ModelView]:
     """Models meeting the criteria, best first (ties keep public-id order)."""
+    snap = snap or snapshot()
+    if not criteria.include_unavailable:
+        # The usable models are already in score order: take the first that match.
+        out = []
+        for m in snap.ranked[criteria.policy]:
+            if matches(m, criteria):
+                out.append(m)
+                if limit is not None and len(out) >= limit:
+                    break
+        return out
     policy = criteria.policy
-    candidates = [m for m in models if matches(m, criteria)]
-    key = lambda m: m.base[policy]  # noqa: E731
-    if limit is not None and limit < len(candidates):
-        return heapq.nlargest(limit, candidates, key=key)
-    candidates.sort(key=key, reverse=True)
-    return candidates
+    candidates = [m for m in snap.models if matches(m, criteria)]
+    candidates.sort(key=lambda m: m.base[policy], reverse=True)
+    return candidates[:limit] if limit is not None else candidates
 
 
 def explain(m: ModelView, policy: str) -> dict[str, Any]:
@@ -258,7 +280,7 @@ def explain(m: ModelView, policy: str) -> dict[str, Any]:
 
 
 def model_find(criteria: Criteria, *, limit: int = 20) -> list[dict[str, Any]]:
-    return [{**m.api, **explain(m, criteria.policy)} for m in rank(snapshot().models, criteria, limit=limit)]
+    return [{**m.api, **explain(m, criteria.policy)} for m in rank(criteria, limit=limit)]
 
 
 def communication(model: AIModel) -> dict[str, Any]:

@@ -212,7 +212,7 @@ class AgentModelsView(Base):
         wanted = set(agent.capabilities or [])
         models = [
             {**m.api, **selectors.explain(m, "auto")}
-            for m in selectors.rank(selectors.snapshot().models, selectors.Criteria())
+            for m in selectors.rank(selectors.Criteria())
             if m.capabilities & wanted
         ]
         return Response({"agent": agent.id, "count": len(models), "models": models})
