@@ -1,4 +1,5 @@
 from routing.providers.base import Adapter
+from routing.providers.types import ModelRecord
 
 
 class DeepseekAdapter(Adapter):
@@ -8,3 +9,10 @@ class DeepseekAdapter(Adapter):
     env_var = "DEEPSEEK_API_KEY"
     chat_path = '/chat/completions'
     models_path = '/models'
+    embeddings_path = None
+
+    def parse_model(self, raw: dict) -> ModelRecord | None:
+        rec = super().parse_model(raw)
+        if rec is not None and rec.type == "chat":
+            rec.capabilities += ["function-calling", "json-mode"]
+        return rec
