@@ -18,7 +18,8 @@ import pytest
 from django.conf import settings
 
 ROOT = Path(__file__).resolve().parent.parent
-CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "SECRET_KEY", "FERNET_KEYS"}}
+SERVER_VARS = {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "SECRET_KEY", "FERNET_KEYS", "AFMTS_ALLOW_GENERATED_SECRETS"}
+CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in SERVER_VARS}
 
 
 def django_eval(expr: str, data_dir: Path, **env: str) -> subprocess.CompletedProcess:
