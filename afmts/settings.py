@@ -246,6 +246,8 @@ AFMTS_PROBE_MAX_BACKOFF_SECONDS = env.int("AFMTS_PROBE_MAX_BACKOFF_SECONDS", def
 AFMTS_PROBE_TIMEOUT_SECONDS = env.float("AFMTS_PROBE_TIMEOUT_SECONDS", default=20.0)
 # An account-wide free quota with fewer requests a day than this is too scarce to probe.
 AFMTS_PROBE_SCARCE_RPD = env.int("AFMTS_PROBE_SCARCE_RPD", default=1000)
+# Gateway: in-flight requests per model at which its load part reaches 0.
+AFMTS_MODEL_CONCURRENCY = env.int("AFMTS_MODEL_CONCURRENCY", default=16)
 # A provider whose listing failed this many times in a row is down.
 AFMTS_PROVIDER_DOWN_AFTER = env.int("AFMTS_PROVIDER_DOWN_AFTER", default=2)
 

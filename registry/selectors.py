@@ -106,6 +106,11 @@ class ModelView:
     latency_ms: float | None
     reliability: float | None
     priority: int
+    free_rpm: int | None
+    free_rpd: int | None
+    free_tpm: int | None
+    free_tpd: int | None
+    quota_scope: str
     routable: bool  # enabled provider, model not disabled, not retired
     is_demo: bool
     search_text: str
@@ -132,6 +137,8 @@ def _view(row: dict[str, Any]) -> ModelView:
         is_free=row["is_free"], input_price=api["inputPrice"], output_price=api["outputPrice"],
         context_window=row["context_window"], max_output_tokens=row["max_output_tokens"],
         latency_ms=row["latency_ms"], reliability=row["reliability"], priority=row["priority"],
+        free_rpm=row["free_rpm"], free_rpd=row["free_rpd"], free_tpm=row["free_tpm"], free_tpd=row["free_tpd"],
+        quota_scope=row["quota_scope"],
         routable=(
             row["provider__enabled"] and row["provider__status"] != "down" and not row["disabled"]
             and row["status"] != ModelStatus.RETIRED
