@@ -14,6 +14,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from dashboard.consumers import EventConsumer  # noqa: E402
+from routing.gateway.app import Gateway  # noqa: E402
 
 websocket_routes = [
     path("ws/events/", EventConsumer.as_asgi()),
@@ -21,6 +22,7 @@ websocket_routes = [
 ]
 
 application = ProtocolTypeRouter({
-    "http": django_app,
+    # /v1/* is the gateway's lean hot path; everything else is Django.
+    "http": Gateway(django_app),
     "websocket": AuthMiddlewareStack(URLRouter(websocket_routes)),
 })

@@ -241,6 +241,7 @@ AFMTS_HEALTH_WINDOW = env.int("AFMTS_HEALTH_WINDOW", default=20)
 AFMTS_HEALTH_WINDOW_SECONDS = env.int("AFMTS_HEALTH_WINDOW_SECONDS", default=1800)
 AFMTS_HEALTH_EWMA_ALPHA = env.float("AFMTS_HEALTH_EWMA_ALPHA", default=0.3)
 AFMTS_HEALTH_KEEP_SECONDS = env.int("AFMTS_HEALTH_KEEP_SECONDS", default=86400)
+AFMTS_HEALTH_REFRESH_SECONDS = env.int("AFMTS_HEALTH_REFRESH_SECONDS", default=30)
 AFMTS_PROBE_IDLE_SECONDS = env.int("AFMTS_PROBE_IDLE_SECONDS", default=600)
 AFMTS_PROBE_MAX_BACKOFF_SECONDS = env.int("AFMTS_PROBE_MAX_BACKOFF_SECONDS", default=3600)
 AFMTS_PROBE_TIMEOUT_SECONDS = env.float("AFMTS_PROBE_TIMEOUT_SECONDS", default=20.0)
@@ -248,6 +249,14 @@ AFMTS_PROBE_TIMEOUT_SECONDS = env.float("AFMTS_PROBE_TIMEOUT_SECONDS", default=2
 AFMTS_PROBE_SCARCE_RPD = env.int("AFMTS_PROBE_SCARCE_RPD", default=1000)
 # Gateway: in-flight requests per model at which its load part reaches 0.
 AFMTS_MODEL_CONCURRENCY = env.int("AFMTS_MODEL_CONCURRENCY", default=16)
+# Gateway usage records are written in batches this often (off the request path).
+AFMTS_USAGE_FLUSH_SECONDS = env.float("AFMTS_USAGE_FLUSH_SECONDS", default=1.0)
+# The paid model savings are measured against (public id); empty = the cheapest comparable one.
+AFMTS_REFERENCE_MODEL = env("AFMTS_REFERENCE_MODEL", default="")
+# Gateway limits: attempts per request (first try + failovers), total deadline, body size.
+AFMTS_GATEWAY_MAX_ATTEMPTS = env.int("AFMTS_GATEWAY_MAX_ATTEMPTS", default=4)
+AFMTS_GATEWAY_DEADLINE_SECONDS = env.float("AFMTS_GATEWAY_DEADLINE_SECONDS", default=120.0)
+AFMTS_GATEWAY_MAX_BODY_BYTES = env.int("AFMTS_GATEWAY_MAX_BODY_BYTES", default=20 * 1024 * 1024)
 # A provider whose listing failed this many times in a row is down.
 AFMTS_PROVIDER_DOWN_AFTER = env.int("AFMTS_PROVIDER_DOWN_AFTER", default=2)
 

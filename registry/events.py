@@ -44,15 +44,17 @@ def publish(event: str, data: dict[str, Any]) -> dict[str, Any]:
     return publish_many([(event, data)])[0]
 
 
-def publish_many(events: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Record and broadcast several events with one version bump and one insert (discovery)."""
+def publish_many(events: list[tuple[str, dict[str, Any]]], *, registry_change: bool = True) -> list[dict[str, Any]]:
+    """Record and broadcast several events with one version bump and one insert (discovery).
+    Events that change nothing in the registry (request_routed, circuit_*) pass
+    `registry_change=False`: they do not make every process rebuild its snapshot."""
     if not events:
         return []
     now = timezone.now()
     with transaction.atomic():
-        if not RegistryState.objects.filter(pk=1).update(version=F("version") + 1):
+        if registry_change and not RegistryState.objects.filter(pk=1).update(version=F("version") + 1):
             RegistryState.objects.get_or_create(pk=1, defaults={"version": 1})
-        db_version = RegistryState.objects.values_list("version", flat=True).get(pk=1)
+        db_version = RegistryState.objects.values_list("version", flat=True).filter(pk=1).first() or 0
         rows = Event.objects.bulk_create(
             [Event(event=name, data=_jsonable(data), ts=now, version=db_version, origin=ORIGIN) for name, data in events]
         )
@@ -61,14 +63,16 @@ def publish_many(events: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any
         last = rows[-1].id
         if last // 100 != (last - len(rows)) // 100:
             Event.objects.filter(id__lte=last - settings.AFMTS_EVENTS_KEEP).delete()
-    version.bump_local()
+    if registry_change:
+        version.bump_local()
     messages = [row.envelope() for row in rows]
-    transaction.on_commit(lambda: _after_commit(messages, db_version))
+    transaction.on_commit(lambda: _after_commit(messages, db_version if registry_change else None))
     return messages
 
 
-def _after_commit(messages: list[dict[str, Any]], db_version: int) -> None:
-    version.bump_local(db_version)
+def _after_commit(messages: list[dict[str, Any]], db_version: int | None) -> None:
+    if db_version is not None:
+        version.bump_local(db_version)
     for message in messages:
         broadcast(message)
 

@@ -14,12 +14,14 @@ From the rolling window (the last AFMTS_HEALTH_WINDOW samples within AFMTS_HEALT
                             over ≥ 4 samples
                   degraded  if reliability < 0.9 over ≥ 4 samples, or the last sample failed
                   available otherwise
-A status change publishes `health_changed`; metric drift is written without an event, and one
-`health_updated` event per batch lets every process refresh its snapshot.
+A status change publishes `health_changed`; metric drift is written at once and announced by one
+`health_updated` event at most every AFMTS_HEALTH_REFRESH_SECONDS (each process then refreshes its
+snapshot).
 """
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -93,10 +95,19 @@ def health_record(samples: list[Sample], *, now: datetime | None = None) -> dict
             events.append(("health_changed", {
                 **model_instance_representation(model, model.provider), "previousStatus": old_status,
             }))
-    if changed:
+    global _last_refresh
+    status_changed = bool(events)
+    # Metric drift alone refreshes every process's snapshot at most every AFMTS_HEALTH_REFRESH_SECONDS,
+    # so steady traffic does not make the registry rebuild itself every second.
+    if changed and (status_changed or time.monotonic() - _last_refresh >= settings.AFMTS_HEALTH_REFRESH_SECONDS):
         events.append(("health_updated", {"models": changed}))
+        _last_refresh = time.monotonic()
+    if events:
         publish_many(events)
     return {"samples": len(samples), "changed": changed}
+
+
+_last_refresh = float("-inf")
 
 
 def scarce_account_quota(provider, free_models: list[AIModel]) -> bool:

@@ -297,3 +297,46 @@ class HealthSample(models.Model):
     class Meta:
         indexes = [models.Index(fields=["model", "-at"])]
         ordering = ["-at"]
+
+
+class Alias(models.Model):
+    """An operator's name for a route: a fixed list of models (tried in order), or a routing policy
+    with requirements. Requests name it in `model`, like a model."""
+
+    name = models.SlugField(max_length=128, unique=True)
+    targets = models.JSONField(default=list, blank=True, help_text="Public ids of models, tried in order.")
+    policy = models.CharField(
+        max_length=8, blank=True, default="",
+        choices=[("auto", "auto"), ("free", "free"), ("cheap", "cheap"), ("fast", "fast")],
+        help_text="Used when no models are listed.",
+    )
+    capabilities = models.JSONField(default=list, blank=True)
+    min_context = models.PositiveIntegerField(null=True, blank=True)
+    max_price = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    exclude_providers = models.JSONField(default=list, blank=True)
+    prefer_providers = models.JSONField(default=list, blank=True)
+    description = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "aliases"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def route(self) -> dict:
+        """The alias as the router reads it (routing.router.plan's `aliases`)."""
+        out: dict = {"models": list(self.targets or []), "policy": self.policy or "auto"}
+        if self.capabilities:
+            out["capabilities"] = list(self.capabilities)
+        if self.min_context:
+            out["min_context"] = self.min_context
+        if self.max_price is not None:
+            out["max_price"] = float(self.max_price)
+        if self.exclude_providers:
+            out["exclude_providers"] = list(self.exclude_providers)
+        if self.prefer_providers:
+            out["prefer_providers"] = list(self.prefer_providers)
+        return out

@@ -8,6 +8,7 @@ most every AFMTS_REGISTRY_POLL_SECONDS — never a query per request.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -31,14 +32,31 @@ def _read_db_version() -> int:
     return RegistryState.objects.values_list("version", flat=True).filter(pk=1).first() or 0
 
 
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 def current(clock: Callable[[], float] = time.monotonic) -> tuple[int, int]:
+    """The version as this process knows it. Never queries from an event loop's thread: there a
+    watcher (`refresh`, run in a worker thread by the gateway) keeps it fresh."""
     global _db_version, _checked_at
     now = clock()
-    if now - _checked_at >= settings.AFMTS_REGISTRY_POLL_SECONDS or _db_version < 0:
-        version = _read_db_version()
-        with _lock:
-            _db_version, _checked_at = version, now
+    if (now - _checked_at >= settings.AFMTS_REGISTRY_POLL_SECONDS or _db_version < 0) and not _in_event_loop():
+        refresh(now)
     return _db_version, _local_generation
+
+
+def refresh(now: float | None = None) -> int:
+    """Re-read the database version (call from a thread, not an event loop)."""
+    global _db_version, _checked_at
+    version = _read_db_version()
+    with _lock:
+        _db_version, _checked_at = version, time.monotonic() if now is None else now
+    return version
 
 
 def bump_local(db_version: int | None = None) -> None:
@@ -57,6 +75,13 @@ class Versioned(Generic[T]):
         self._stamp: tuple[int, int] | None = None
         self._value: T | None = None
         self._lock = threading.Lock()
+
+    def stale(self) -> bool:
+        return current() != self._stamp
+
+    def peek(self) -> T | None:
+        """The value as last built, without rebuilding (for an event loop: see `stale`)."""
+        return self._value
 
     def get(self) -> T:
         stamp = current()

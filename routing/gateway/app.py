@@ -1,0 +1,409 @@
+"""The gateway's `/v1/*` hot path: a bare ASGI app mounted beside Django in afmts/asgi.py.
+
+OpenAI's API (`POST /v1/chat/completions`, `POST /v1/completions`, `POST /v1/embeddings`,
+`GET /v1/models`, `GET /v1/models/{id}`) and Anthropic's (`POST /v1/messages`), in their exact
+request, response and error shapes, so their SDKs work by changing only the base URL and key.
+Every response carries x-request-id, x-afmts-model, x-afmts-provider, x-afmts-attempts and
+x-afmts-overhead-ms. A request reads only memory: the cached key, the routing view, the live state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from analytics.recorder import Outcome, recorder
+from registry import auth
+from routing.gateway import anthropic
+from routing.gateway.asgi import (
+    BodyTooLarge,
+    ClientGone,
+    DisconnectWatch,
+    Receive,
+    Scope,
+    Send,
+    dumps,
+    end_body,
+    read_body,
+    request_headers,
+    send_json,
+    send_sse,
+    start_sse,
+)
+from routing.gateway.engine import Call, GatewayError, finish_stream, open_stream, run
+from routing.gateway.requests import requirements, upstream_body
+from routing.gateway.runtime import runtime
+from routing.router import POLICY_NAMES, UnknownModel, plan
+
+OPENAI = "openai"
+
+
+def openai_error(exc: GatewayError) -> dict[str, Any]:
+    return {"error": {"message": exc.message, "type": exc.type, "param": exc.param, "code": exc.code}}
+
+
+class RateLimiter:
+    """Per-key requests per minute (ApiKey.rate_limit_per_minute), counted in this process."""
+
+    def __init__(self) -> None:
+        self._windows: dict[int, tuple[int, int]] = {}
+
+    def check(self, principal: auth.Principal, now: float) -> None:
+        limit = principal.rate_limit_per_minute
+        if not limit or principal.key_id is None:
+            return
+        minute = int(now // 60)
+        window, count = self._windows.get(principal.key_id, (minute, 0))
+        if window != minute:
+            window, count = minute, 0
+        if count >= limit:
+            raise GatewayError(429, f"This key is limited to {limit} requests a minute.", type="rate_limit_error",
+                               code="rate_limit_exceeded", headers={"retry-after": str(60 - int(now % 60))})
+        self._windows[principal.key_id] = (window, count + 1)
+
+
+limiter = RateLimiter()
+
+
+async def authenticate(headers: dict[str, str]) -> auth.Principal:
+    secret = auth.secret_from_headers(headers)
+    if not secret:
+        raise GatewayError(401, "No API key: send 'Authorization: Bearer <key>' (or 'x-api-key').",
+                           type="authentication_error", code="missing_api_key")
+    cache = auth._cache.peek()
+    digest = hashlib.sha256(secret.encode()).hexdigest()
+    if cache is not None and digest in cache and not auth._cache.stale():
+        principal = cache[digest]
+        if principal is not None:
+            auth.usage.touch(principal.key_id)
+    else:
+        principal = await sync_to_async(auth.principal_for_secret, thread_sensitive=False)(secret)
+    if principal is None:
+        raise GatewayError(401, "Invalid or revoked API key.", type="authentication_error", code="invalid_api_key")
+    limiter.check(principal, time.time())
+    return principal
+
+
+def parse_json(raw: bytes) -> dict[str, Any]:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise GatewayError(400, f"The body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise GatewayError(400, "The body must be a JSON object.", code="invalid_json")
+    return body
+
+
+def require(body: dict[str, Any], name: str, kind: type | tuple[type, ...], what: str) -> Any:
+    value = body.get(name)
+    if value is None:
+        raise GatewayError(400, f"Missing required parameter: '{name}'.", param=name, code="missing_required_parameter")
+    if not isinstance(value, kind) or (isinstance(value, (list, str)) and not value):
+        raise GatewayError(400, f"'{name}' must be {what}.", param=name, code="invalid_type")
+    return value
+
+
+def response_headers(call: Call) -> dict[str, str]:
+    headers = {"x-request-id": call.request_id, "x-afmts-attempts": str(call.attempts),
+               "x-afmts-overhead-ms": f"{call.overhead_ms():.3f}"}
+    if call.served_by is not None:
+        headers["x-afmts-model"] = call.served_by.public_id
+        headers["x-afmts-provider"] = call.served_by.provider
+    return headers
+
+
+class Gateway:
+    """ASGI: `/v1/*` here, everything else to `fallback` (Django and Channels)."""
+
+    def __init__(self, fallback: Callable):
+        self.fallback = fallback
+        self.routes = {
+            ("POST", "/v1/chat/completions"): self.chat_completions,
+            ("POST", "/v1/completions"): self.completions,
+            ("POST", "/v1/embeddings"): self.embeddings,
+            ("GET", "/v1/models"): self.list_models,
+            ("POST", "/v1/messages"): self.messages,
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith("/v1/"):
+            await self.fallback(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = request_headers(scope)
+        request_id = headers.get("x-request-id") or f"req_{uuid.uuid4().hex[:24]}"
+        anthropic_api = path == "/v1/messages"
+        render = anthropic.error_body if anthropic_api else openai_error
+        method = scope["method"]
+        handler = self.routes.get((method, path))
+        if handler is None and method == "GET" and path.startswith("/v1/models/"):
+            handler = self.get_model
+        try:
+            if handler is None:
+                raise GatewayError(404, f"Unknown endpoint {method} {path}.", code="unknown_url")
+            principal = await authenticate(headers)
+            await handler(scope, receive, send, headers=headers, principal=principal, request_id=request_id,
+                          started=started)
+        except GatewayError as exc:
+            await send_json(send, exc.status, render(exc), {**exc.headers, "x-request-id": request_id})
+        except ClientGone:
+            return
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _body(self, receive: Receive) -> dict[str, Any]:
+        try:
+            return parse_json(await read_body(receive, settings.AFMTS_GATEWAY_MAX_BODY_BYTES))
+        except BodyTooLarge:
+            raise GatewayError(413, f"The body is over {settings.AFMTS_GATEWAY_MAX_BODY_BYTES} bytes.",
+                               code="request_too_large") from None
+
+    async def _plan(self, model: str, body: dict[str, Any], headers: dict[str, str], kind: str):
+        view = await runtime.view()
+        req = requirements(body, headers, kind=kind)
+        try:
+            p = plan(model, req, view.snap, live=runtime.live, now=time.time(), aliases=view.aliases,
+                     max_candidates=settings.AFMTS_GATEWAY_MAX_ATTEMPTS)
+        except UnknownModel:
+            raise GatewayError(404, f"The model '{model}' does not exist.", code="model_not_found",
+                               param="model") from None
+        return view, p
+
+    def _call(self, request_id: str, endpoint: str, model: str, body: dict, principal, started: float, stream: bool) -> Call:
+        call = Call(request_id=request_id, endpoint=endpoint, requested_model=model, body=body, started=started,
+                    deadline=started + settings.AFMTS_GATEWAY_DEADLINE_SECONDS)
+        call.outcome = Outcome(ts=time.time(), request_id=request_id, endpoint=endpoint, requested_model=model,
+                               key_id=principal.key_id, key_name=principal.name, stream=stream)
+        return call
+
+    def _record(self, call: Call, status: int, error: GatewayError | None = None) -> None:
+        o = call.outcome
+        o.attempts, o.http_status = call.attempts, status
+        o.latency_ms = (time.perf_counter() - call.started) * 1000
+        o.overhead_ms = call.overhead_ms()
+        if error is not None:
+            o.status = error.code or error.type
+        recorder.add(o)
+
+    async def _execute(self, call: Call, view, p, send: Send, receive: Receive, *, method: str,
+                       shape: Callable[[dict, Call], dict]) -> None:
+        """Run a non-streaming call, cancelling the upstream request if the client goes away."""
+        watch = DisconnectWatch(receive)
+        watch.start()
+        work = asyncio.ensure_future(run(call, p, view, method=method, max_attempts=settings.AFMTS_GATEWAY_MAX_ATTEMPTS))
+        try:
+            done, _ = await asyncio.wait({work, watch.task}, return_when=asyncio.FIRST_COMPLETED)
+            if work not in done:
+                work.cancel()
+                call.outcome.status = "client_disconnected"
+                self._record(call, 499)
+                return
+            try:
+                result = work.result()
+            except GatewayError as exc:
+                self._record(call, exc.status, exc)
+                raise
+        finally:
+            watch.cancel()
+        body = shape(result, call)
+        await send_json(send, 200, body, response_headers(call))
+        self._record(call, 200)
+
+    # ------------------------------------------------------------------ OpenAI
+
+    async def chat_completions(self, scope, receive, send, *, headers, principal, request_id, started) -> None:
+        body = await self._body(receive)
+        model = require(body, "model", str, "a model id, an alias or a policy (auto, free, cheap, fast)")
+        require(body, "messages", list, "a non-empty list of messages")
+        stream = bool(body.get("stream"))
+        view, p = await self._plan(model, body, headers, "chat")
+        call = self._call(request_id, "chat.completions", model, upstream_body(body), principal, started, stream)
+        if stream:
+            await self._stream(call, view, p, send, receive, include_usage=bool((body.get("stream_options") or {}).get("include_usage")))
+            return
+        await self._execute(call, view, p, send, receive, method="chat", shape=_served)
+
+    async def _stream(self, call: Call, view, p, send: Send, receive: Receive, *, include_usage: bool,
+                      encode: Callable[[dict, Call], list[tuple[str | None, bytes]]] | None = None,
+                      close: Callable[[Call, dict | None], list[tuple[str | None, bytes]]] | None = None,
+                      error_frame: Callable[[GatewayError], tuple[str | None, bytes]] | None = None) -> None:
+        """Stream chunks as they come. Failover happens before the first chunk; a later upstream failure
+        ends the stream with an error event. A client that goes away cancels the upstream request."""
+        try:
+            opened = await open_stream(call, p, view, max_attempts=settings.AFMTS_GATEWAY_MAX_ATTEMPTS)
+        except GatewayError as exc:
+            self._record(call, exc.status, exc)
+            raise
+        call.served_by = opened.model
+        watch = DisconnectWatch(receive)
+        watch.start()
+        usage: dict | None = None
+        error: BaseException | None = None
+        first_byte = None
+        encode = encode or _openai_frames(include_usage)
+        try:
+            await start_sse(send, response_headers(call))
+            chunk = opened.first
+            while True:
+                if chunk.get("usage"):
+                    usage = chunk["usage"]
+                chunk["model"] = opened.model.public_id
+                for event, data in encode(chunk, call):
+                    await send_sse(send, data, event)
+                if first_byte is None:
+                    first_byte = time.perf_counter()
+                if watch.gone:
+                    raise asyncio.CancelledError()
+                t0 = time.perf_counter()
+                try:
+                    chunk = await asyncio.wait_for(anext(opened.rest), max(0.001, call.remaining()))
+                except StopAsyncIteration:
+                    break
+                finally:
+                    call.upstream_seconds += time.perf_counter() - t0
+            for event, data in (close(call, usage) if close else [(None, b"[DONE]")]):
+                await send_sse(send, data, event)
+        except asyncio.CancelledError:
+            error = asyncio.CancelledError()
+            call.outcome.status = "client_disconnected"
+        except (Exception, TimeoutError) as exc:  # noqa: BLE001 - the upstream broke mid-stream
+            error = exc
+            gw = GatewayError(502, f"{opened.model.public_id}: the upstream failed mid-stream: {exc}",
+                              type="upstream_error", code="stream_interrupted")
+            call.outcome.status = "stream_interrupted"
+            try:
+                frame = error_frame(gw) if error_frame else (None, dumps(openai_error(gw)))
+                await send_sse(send, frame[1], frame[0])
+            except Exception:  # noqa: BLE001 - the client may be gone too
+                pass
+        finally:
+            watch.cancel()
+            try:
+                await opened.rest.aclose()
+            except Exception:  # noqa: BLE001
+                pass
+            try:
+                await end_body(send)
+            except Exception:  # noqa: BLE001
+                pass
+            if first_byte is not None:
+                call.outcome.ttft_ms = (first_byte - call.started) * 1000
+            finish_stream(call, opened, usage, error)
+            self._record(call, 200)
+
+    async def completions(self, scope, receive, send, *, headers, principal, request_id, started) -> None:
+        body = await self._body(receive)
+        model = require(body, "model", str, "a model id")
+        prompt = body.get("prompt")
+        if isinstance(prompt, list):
+            if not all(isinstance(p, str) for p in prompt):
+                raise GatewayError(400, "'prompt' must be a string or a list of strings.", param="prompt")
+            prompt = "\n".join(prompt)
+        if not isinstance(prompt, str):
+            raise GatewayError(400, "Missing required parameter: 'prompt'.", param="prompt")
+        chat = {k: v for k, v in body.items() if k not in ("prompt", "echo", "best_of", "suffix", "logprobs")}
+        chat["messages"] = [{"role": "user", "content": prompt}]
+        view, p = await self._plan(model, chat, headers, "chat")
+        call = self._call(request_id, "completions", model, upstream_body(chat), principal, started, bool(body.get("stream")))
+        if body.get("stream"):
+            await self._stream(call, view, p, send, receive, include_usage=False, encode=_completion_frames)
+            return
+        await self._execute(call, view, p, send, receive, method="chat", shape=_as_text_completion)
+
+    async def embeddings(self, scope, receive, send, *, headers, principal, request_id, started) -> None:
+        body = await self._body(receive)
+        model = require(body, "model", str, "a model id")
+        value = body.get("input")
+        if not (isinstance(value, str) and value) and not (isinstance(value, list) and value):
+            raise GatewayError(400, "'input' must be a non-empty string or list.", param="input")
+        view, p = await self._plan(model, body, headers, "embedding")
+        call = self._call(request_id, "embeddings", model, upstream_body(body), principal, started, False)
+        await self._execute(call, view, p, send, receive, method="embed", shape=_served)
+
+    async def list_models(self, scope, receive, send, *, headers, principal, request_id, started) -> None:
+        view = await runtime.view()
+        data = [_model_object(m) for m in view.snap.models if m.routable]
+        data += [{"id": name, "object": "model", "created": 0, "owned_by": "afmts"} for name in sorted(POLICY_NAMES)]
+        data += [{"id": name, "object": "model", "created": 0, "owned_by": "afmts-alias"} for name in sorted(view.aliases)]
+        await send_json(send, 200, {"object": "list", "data": data}, {"x-request-id": request_id})
+
+    async def get_model(self, scope, receive, send, *, headers, principal, request_id, started) -> None:
+        model_id = scope["path"][len("/v1/models/"):]
+        view = await runtime.view()
+        if model_id in POLICY_NAMES or model_id in view.aliases:
+            body = {"id": model_id, "object": "model", "created": 0, "owned_by": "afmts"}
+        else:
+            m = view.snap.by_public_id.get(model_id)
+            if m is None:
+                raise GatewayError(404, f"The model '{model_id}' does not exist.", code="model_not_found", param="model")
+            body = _model_object(m)
+        await send_json(send, 200, body, {"x-request-id": request_id})
+
+    # ------------------------------------------------------------------ Anthropic
+
+    async def messages(self, scope, receive, send, *, headers, principal, request_id, started) -> None:
+        body = await self._body(receive)
+        chat = anthropic.to_openai_request(body)
+        model = chat["model"]
+        view, p = await self._plan(model, chat, headers, "chat")
+        call = self._call(request_id, "messages", model, upstream_body(chat), principal, started, bool(chat.get("stream")))
+        if chat.get("stream"):
+            frames = anthropic.StreamFrames()
+            await self._stream(call, view, p, send, receive, include_usage=True, encode=frames.encode,
+                               close=frames.close, error_frame=anthropic.error_frame)
+            return
+        await self._execute(call, view, p, send, receive, method="chat", shape=anthropic.from_openai_response)
+
+
+def _model_object(m) -> dict[str, Any]:
+    return {"id": m.public_id, "object": "model", "created": 0, "owned_by": m.provider}
+
+
+def _served(result: dict[str, Any], call: Call) -> dict[str, Any]:
+    result["model"] = call.served_by.public_id
+    return result
+
+
+def _openai_frames(include_usage: bool):
+    def encode(chunk: dict[str, Any], call: Call) -> list[tuple[str | None, bytes]]:
+        if not chunk.get("choices") and chunk.get("usage"):
+            return [(None, dumps(chunk))] if include_usage else []
+        if not include_usage and "usage" in chunk:
+            chunk = {k: v for k, v in chunk.items() if k != "usage"}
+        return [(None, dumps(chunk))]
+
+    return encode
+
+
+def _as_text_completion(result: dict[str, Any], call: Call) -> dict[str, Any]:
+    return {
+        "id": result.get("id", call.request_id).replace("chatcmpl", "cmpl"), "object": "text_completion",
+        "created": result.get("created", int(time.time())), "model": call.served_by.public_id,
+        "choices": [
+            {"text": (c.get("message") or {}).get("content") or "", "index": c.get("index", i), "logprobs": None,
+             "finish_reason": c.get("finish_reason")}
+            for i, c in enumerate(result.get("choices") or [])
+        ],
+        "usage": result.get("usage"),
+    }
+
+
+def _completion_frames(chunk: dict[str, Any], call: Call) -> list[tuple[str | None, bytes]]:
+    if not chunk.get("choices"):
+        return []
+    out = {
+        "id": chunk.get("id", call.request_id), "object": "text_completion", "created": chunk.get("created", 0),
+        "model": chunk.get("model"),
+        "choices": [{"text": (c.get("delta") or {}).get("content") or "", "index": c.get("index", 0),
+                     "logprobs": None, "finish_reason": c.get("finish_reason")} for c in chunk["choices"]],
+    }
+    return [(None, dumps(out))]

@@ -1,0 +1,101 @@
+"""What a gateway process keeps in memory, and the background work that keeps it true.
+
+- The routing view: the registry snapshot, each provider's adapter settings (with its decrypted key,
+  which never leaves this process) and the operators' aliases. Rebuilt in a worker thread when the
+  registry version changes; requests read whatever is current — no query on the request path.
+- Two background tasks on the server's event loop, started by the first request: a watcher that
+  re-reads the registry version every AFMTS_REGISTRY_POLL_SECONDS, and the usage flusher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from analytics.recorder import recorder
+from registry import selectors, version
+from registry.selectors import Snapshot
+from routing.live import LiveState, live_state
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    slug: str
+    kind: str
+    base_url: str
+    api_key: str | None
+
+
+@dataclass(frozen=True)
+class View:
+    snap: Snapshot
+    providers: dict[str, ProviderConfig]
+    aliases: dict[str, dict]
+
+
+def _build_view() -> View:
+    from registry.models import Alias, Provider
+
+    providers = {p.slug: ProviderConfig(p.slug, p.kind, p.base_url, p.api_key or None) for p in Provider.objects.all()}
+    aliases = {a.name: a.route() for a in Alias.objects.all()}
+    return View(selectors.snapshot(), providers, aliases)
+
+
+_view = version.Versioned(_build_view)
+
+
+class Runtime:
+    def __init__(self) -> None:
+        self.live: LiveState = live_state()
+        self._tasks: list[asyncio.Task] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._rebuild_lock: asyncio.Lock | None = None
+
+    async def view(self) -> View:
+        """The current routing view; rebuilt (in a thread) only when the registry changed."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._start(loop)
+        current = _view.peek()
+        if current is not None and not _view.stale():
+            return current
+        async with self._rebuild_lock:
+            if _view.peek() is None or _view.stale():
+                await sync_to_async(_view.get, thread_sensitive=False)()
+        return _view.peek()
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._rebuild_lock = asyncio.Lock()
+        self._tasks = [loop.create_task(self._watch()), loop.create_task(self._flush())]
+
+    async def _watch(self) -> None:
+        refresh = sync_to_async(version.refresh, thread_sensitive=False)
+        while True:
+            await asyncio.sleep(settings.AFMTS_REGISTRY_POLL_SECONDS)
+            try:
+                await refresh()
+                if _view.stale():
+                    async with self._rebuild_lock:
+                        await sync_to_async(_view.get, thread_sensitive=False)()
+            except Exception:  # noqa: BLE001 - keep serving the last good view
+                log.exception("could not refresh the registry view")
+
+    async def _flush(self) -> None:
+        flush = sync_to_async(recorder.flush, thread_sensitive=False)
+        while True:
+            await asyncio.sleep(settings.AFMTS_USAGE_FLUSH_SECONDS)
+            if recorder.pending():
+                await flush()
+
+    async def flush_now(self) -> int:
+        return await sync_to_async(recorder.flush, thread_sensitive=False)()
+
+
+runtime = Runtime()
