@@ -256,6 +256,8 @@ AFMTS_REFERENCE_MODEL = env("AFMTS_REFERENCE_MODEL", default="")
 # Gateway limits: attempts per request (first try + failovers), total deadline, body size.
 AFMTS_GATEWAY_MAX_ATTEMPTS = env.int("AFMTS_GATEWAY_MAX_ATTEMPTS", default=4)
 AFMTS_GATEWAY_DEADLINE_SECONDS = env.float("AFMTS_GATEWAY_DEADLINE_SECONDS", default=120.0)
+# One attempt (until the reply, or a stream's first chunk) gives up after this, and fails over.
+AFMTS_GATEWAY_ATTEMPT_SECONDS = env.float("AFMTS_GATEWAY_ATTEMPT_SECONDS", default=60.0)
 AFMTS_GATEWAY_MAX_BODY_BYTES = env.int("AFMTS_GATEWAY_MAX_BODY_BYTES", default=20 * 1024 * 1024)
 # A provider whose listing failed this many times in a row is down.
 AFMTS_PROVIDER_DOWN_AFTER = env.int("AFMTS_PROVIDER_DOWN_AFTER", default=2)

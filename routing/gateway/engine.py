@@ -66,6 +66,11 @@ class Call:
     def remaining(self) -> float:
         return self.deadline - time.perf_counter()
 
+    def attempt_timeout(self) -> float:
+        from django.conf import settings
+
+        return max(0.001, min(self.remaining(), settings.AFMTS_GATEWAY_ATTEMPT_SECONDS))
+
     def overhead_ms(self) -> float:
         return max(0.0, (time.perf_counter() - self.started - self.upstream_seconds) * 1000)
 
@@ -164,7 +169,7 @@ async def run(call: Call, plan: Plan, view: View, *, method: str, max_attempts: 
         live.started(m)
         t0 = time.perf_counter()
         try:
-            result = await asyncio.wait_for(getattr(adapter, method)(_upstream_body(call.body, m)), call.remaining())
+            result = await asyncio.wait_for(getattr(adapter, method)(_upstream_body(call.body, m)), call.attempt_timeout())
         except (TimeoutError, ProviderError) as exc:
             latency = time.perf_counter() - t0
             call.upstream_seconds += latency
@@ -214,7 +219,7 @@ async def open_stream(call: Call, plan: Plan, view: View, *, max_attempts: int) 
         live.started(m)
         stream = adapter.stream(_upstream_body(call.body, m))
         try:
-            first = await asyncio.wait_for(anext(stream), call.remaining())
+            first = await asyncio.wait_for(anext(stream), call.attempt_timeout())
         except StopAsyncIteration:
             exc = MalformedReply("the stream ended before any chunk", provider=m.provider)
             error: BaseException = exc

@@ -226,6 +226,8 @@ class Adapter:
     env_var: ClassVar[str | None] = None
     # A local server costs nothing per token: its models are free unless said otherwise.
     always_local: ClassVar[bool] = False
+    # A server of this kind on a loopback address is a local server (free, no quota).
+    loopback_is_local: ClassVar[bool] = False
     # Which window a rate-limit header without a period suffix counts (OpenAI: RPM and TPM).
     ratelimit_periods: ClassVar[dict[str, str]] = {"requests": "minute", "tokens": "minute"}
     # Request fields this provider rejects; dropped before sending.
@@ -257,7 +259,9 @@ class Adapter:
 
     @classmethod
     def is_local(cls, base_url: str) -> bool:
-        return cls.always_local or is_loopback_url(base_url)
+        # Only a kind that is a local server by nature is free on loopback: a "groq" at 127.0.0.1 is
+        # a proxy (or the fake providers) and keeps Groq's rules.
+        return cls.always_local or (cls.loopback_is_local and is_loopback_url(base_url))
 
     @classmethod
     def communication(cls, base_url: str, model_id: str) -> dict:

@@ -8,6 +8,7 @@ class OpenaiCompatibleAdapter(Adapter):
     kind = "openai_compatible"
     label = "OpenAI-compatible server"
     default_base_url = "http://localhost:8000"
+    loopback_is_local = True
     env_var = "OPENAI_COMPATIBLE_URL"
 
     def parse_model(self, raw: dict) -> ModelRecord | None:
