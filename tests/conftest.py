@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 
 from registry import services, version
 from registry.models import KeyScope
+from tests.routing.conftest import fake, fake_server  # noqa: F401 - the fake providers, for every test folder
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 

@@ -16,7 +16,6 @@ from asgiref.sync import sync_to_async
 
 from registry import services
 from routing.fakes import KEY
-from tests.routing.conftest import fake, fake_server  # noqa: F401 - fixtures shared with the adapter tests
 
 
 def _free_port() -> int:
