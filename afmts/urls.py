@@ -12,6 +12,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/", include("registry.api.urls")),
+    path("api/", include("routing.urls")),
     path("admin/", admin.site.urls),
 ]
 

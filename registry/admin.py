@@ -9,7 +9,7 @@ from django.db import transaction
 
 from registry import services
 from registry.events import publish
-from registry.models import Agent, AIModel, ApiKey, Event, Provider, Source
+from registry.models import Agent, AIModel, Alias, ApiKey, Event, Provider, Source
 
 
 class PublishingAdmin(admin.ModelAdmin):
@@ -191,3 +191,13 @@ class EventAdmin(admin.ModelAdmin):
 
 admin.site.site_header = "AFMTS administration"
 admin.site.site_title = "AFMTS"
+
+
+@admin.register(Alias)
+class AliasAdmin(PublishingAdmin):
+    created_event, updated_event, deleted_event = "alias_created", "alias_updated", "alias_deleted"
+    list_display = ("name", "policy", "targets", "capabilities", "min_context", "max_price", "updated_at")
+    search_fields = ("name", "description")
+
+    def event_data(self, obj):
+        return {"name": obj.name, **obj.route()}

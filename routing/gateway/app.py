@@ -215,8 +215,9 @@ class Gateway:
         finally:
             watch.cancel()
         body = shape(result, call)
-        await send_json(send, 200, body, response_headers(call))
-        self._record(call, 200)
+        headers = response_headers(call)
+        self._record(call, 200)  # before the reply: a client that reads its reply may count on it
+        await send_json(send, 200, body, headers)
 
     # ------------------------------------------------------------------ OpenAI
 
@@ -291,14 +292,14 @@ class Gateway:
                 await opened.rest.aclose()
             except Exception:  # noqa: BLE001
                 pass
-            try:
-                await end_body(send)
-            except Exception:  # noqa: BLE001
-                pass
             if first_byte is not None:
                 call.outcome.ttft_ms = (first_byte - call.started) * 1000
             finish_stream(call, opened, usage, error)
             self._record(call, 200)
+            try:
+                await end_body(send)
+            except Exception:  # noqa: BLE001
+                pass
 
     async def completions(self, scope, receive, send, *, headers, principal, request_id, started) -> None:
         body = await self._body(receive)

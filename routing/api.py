@@ -1,0 +1,152 @@
+"""REST endpoints of the router: explain a routing decision without sending the request, show the
+live routing state (breakers, free quota, load), and manage operators' aliases."""
+
+from __future__ import annotations
+
+import time
+
+from django.db import transaction
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from registry.api.serializers import CamelInput
+from registry.api.views import Base
+from registry.events import publish
+from registry.models import Alias
+from routing.gateway.engine import GatewayError
+from routing.gateway.requests import requirements
+from routing.gateway.runtime import _view, runtime
+from routing.router import UnknownModel, plan
+
+
+class ExplainView(Base):
+    any_key_may_post = True
+
+    @extend_schema(
+        summary="Rank the candidates for a request without sending it",
+        description="The body is a chat (or embeddings) request as it would be sent to /v1/*.",
+        request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT,
+    )
+    def post(self, request: Request) -> Response:
+        body = request.data if isinstance(request.data, dict) else {}
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise ValidationError({"model": ["A model id, an alias or a policy (auto, free, cheap, fast)."]})
+        kind = "embedding" if "input" in body and "messages" not in body else "chat"
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        try:
+            req = requirements(body, headers, kind=kind)
+        except GatewayError as exc:
+            raise ValidationError({exc.param or "body": [exc.message]}) from None
+        view = _view.get()
+        try:
+            p = plan(model, req, view.snap, live=runtime.live, now=time.time(), aliases=view.aliases, max_candidates=10)
+        except UnknownModel:
+            raise NotFound(f"The model '{model}' does not exist.") from None
+        return Response({
+            "model": model,
+            "policy": p.policy,
+            "requirements": {
+                "capabilities": sorted(req.capabilities), "minContext": req.min_context, "maxOutput": req.max_output,
+                "maxPrice": req.max_price, "preferProviders": list(req.prefer_providers),
+                "excludeProviders": sorted(req.exclude_providers), "fallbacks": list(req.fallbacks),
+            },
+            "candidates": [c.as_dict() for c in p.candidates],
+            "rejected": [r.as_dict() for r in p.rejections],
+            "rejectedCount": p.rejected_count,
+            "explanation": p.explain() if not p.candidates else None,
+        })
+
+
+class StateView(Base):
+    @extend_schema(summary="Live routing state: circuit breakers, free quota, in-flight load", responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request) -> Response:
+        live = runtime.live
+        now = time.time()
+        snap = _view.get().snap
+        names = {f"model:{m.pk}": m.public_id for m in snap.models}
+        breakers = {names.get(key, key): state for key, state in live.breakers.snapshot(now).items()}
+        quotas = {m.public_id: live.quota_view(m, now) for m in snap.ranked["free"] if m.is_free}
+        load = {snap.by_pk[pk].public_id: n for pk, n in live.inflight.items() if n and pk in snap.by_pk}
+        return Response({"breakers": breakers, "freeQuota": quotas, "inFlight": load, "at": now})
+
+
+class AliasSerializer(CamelInput, serializers.Serializer):
+    name = serializers.SlugField(max_length=128)
+    models = serializers.ListField(child=serializers.CharField(max_length=320), required=False, source="targets")
+    policy = serializers.ChoiceField(choices=["auto", "free", "cheap", "fast"], required=False, allow_blank=True)
+    capabilities = serializers.ListField(child=serializers.CharField(max_length=64), required=False)
+    minContext = serializers.IntegerField(source="min_context", min_value=1, required=False, allow_null=True)
+    maxPrice = serializers.DecimalField(source="max_price", max_digits=14, decimal_places=6, min_value=0,
+                                        required=False, allow_null=True)
+    excludeProviders = serializers.ListField(child=serializers.SlugField(), source="exclude_providers", required=False)
+    preferProviders = serializers.ListField(child=serializers.SlugField(), source="prefer_providers", required=False)
+    description = serializers.CharField(max_length=255, required=False, allow_blank=True)
+
+    def validate(self, attrs):
+        if not attrs.get("targets") and not attrs.get("policy") and not self.partial:
+            raise ValidationError({"models": ["Name models, or a policy."]})
+        return attrs
+
+
+def alias_data(alias: Alias) -> dict:
+    return {
+        "id": alias.id, "name": alias.name, "models": alias.targets, "policy": alias.policy or None,
+        "capabilities": alias.capabilities, "minContext": alias.min_context,
+        "maxPrice": float(alias.max_price) if alias.max_price is not None else None,
+        "excludeProviders": alias.exclude_providers, "preferProviders": alias.prefer_providers,
+        "description": alias.description,
+    }
+
+
+class AliasListView(Base):
+    serializer_class = AliasSerializer
+
+    @extend_schema(summary="Routing aliases", responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request) -> Response:
+        return Response({"aliases": [alias_data(a) for a in Alias.objects.all()]})
+
+    @extend_schema(summary="Add an alias (admin)", responses={201: OpenApiTypes.OBJECT})
+    def post(self, request: Request) -> Response:
+        data = self.get_serializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        if Alias.objects.filter(name=data.validated_data["name"]).exists():
+            from afmts.errors import Conflict
+
+            raise Conflict(f"Alias '{data.validated_data['name']}' exists.")
+        with transaction.atomic():
+            alias = Alias.objects.create(**data.validated_data)
+            publish("alias_created", alias_data(alias))
+        return Response(alias_data(alias), status=status.HTTP_201_CREATED)
+
+
+class AliasDetailView(Base):
+    serializer_class = AliasSerializer
+
+    @extend_schema(summary="Change an alias (admin)", responses=OpenApiTypes.OBJECT)
+    def patch(self, request: Request, pk: int) -> Response:
+        alias = get_object_or_404(Alias, pk=pk)
+        data = self.get_serializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        with transaction.atomic():
+            for key, value in data.validated_data.items():
+                setattr(alias, key, value)
+            alias.save()
+            publish("alias_updated", alias_data(alias))
+        return Response(alias_data(alias))
+
+    put = patch
+
+    @extend_schema(summary="Remove an alias (admin)", responses={204: None})
+    def delete(self, request: Request, pk: int) -> Response:
+        alias = get_object_or_404(Alias, pk=pk)
+        with transaction.atomic():
+            data = alias_data(alias)
+            alias.delete()
+            publish("alias_deleted", data)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,172 @@
+"""Routing under scripted faults from the fake providers: failover, 429s and quotas, circuit
+breakers, streams that break, and errors that say why for each candidate."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import openai
+import pytest
+
+from registry.models import Event
+from tests.gateway.conftest import flush
+
+FREE = {"model_id": "llama-3.1-8b-instant", "is_free": True, "free_rpm": 30, "latency_ms": 100, "reliability": 0.99}
+PAID = {"model_id": "gpt-4o-mini", "input_price": "0.15", "output_price": "0.6", "latency_ms": 400, "reliability": 0.99}
+HI = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture
+def two_providers(provider):
+    provider("groq", models=[FREE])
+    provider("openai", models=[PAID])
+
+
+@pytest.fixture
+def client(gateway, user_secret) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{gateway}/v1", api_key=user_secret, max_retries=0)
+
+
+def served(raw) -> tuple[str, str]:
+    return raw.headers["x-afmts-model"], raw.headers["x-afmts-attempts"]
+
+
+@pytest.mark.parametrize("scenario", ["server_error", "unavailable", "malformed", "cut", "auth"])
+def test_a_failing_free_model_fails_over_to_the_next(client, two_providers, fake, scenario):
+    fake.state.push("groq", scenario)
+
+    raw = client.chat.completions.with_raw_response.create(model="auto", messages=HI)
+
+    assert served(raw) == ("openai/gpt-4o-mini", "2")
+    assert raw.parse().choices[0].message.content
+
+
+def test_a_hanging_upstream_is_abandoned_after_the_attempt_timeout(client, two_providers, fake):
+    fake.state.push("groq", "hang", seconds=30)
+    started = time.monotonic()
+
+    raw = client.chat.completions.with_raw_response.create(model="auto", messages=HI)
+
+    assert served(raw) == ("openai/gpt-4o-mini", "2")
+    assert time.monotonic() - started < 5
+
+
+def test_429_blocks_the_model_until_retry_after_and_free_says_why(client, two_providers, fake):
+    fake.state.push("groq", "rate_limit", retry_after=7)
+    assert served(client.chat.completions.with_raw_response.create(model="auto", messages=HI)) == ("openai/gpt-4o-mini", "2")
+
+    # The next request does not try it again: it is blocked until its Retry-After.
+    assert served(client.chat.completions.with_raw_response.create(model="auto", messages=HI)) == ("openai/gpt-4o-mini", "1")
+    with pytest.raises(openai.APIStatusError) as err:
+        client.chat.completions.create(model="free", messages=HI)
+    assert err.value.status_code == 503
+    assert "groq/llama-3.1-8b-instant: rate-limited by the provider (429)" in err.value.message
+    assert 1 <= int(err.value.response.headers["retry-after"]) <= 8
+
+
+def test_when_every_candidate_is_rate_limited_the_client_gets_429(client, provider, fake):
+    provider("groq", models=[FREE])
+    fake.state.push("groq", "rate_limit", retry_after=5)
+
+    with pytest.raises(openai.RateLimitError) as err:
+        client.chat.completions.create(model="groq/llama-3.1-8b-instant", messages=HI)
+
+    assert int(err.value.response.headers["retry-after"]) == 5
+
+
+def test_when_every_candidate_fails_the_error_names_each(client, two_providers, fake):
+    fake.state.push("groq", "server_error")
+    fake.state.push("openai", "server_error")
+
+    with pytest.raises(openai.APIStatusError) as err:
+        client.chat.completions.create(model="auto", messages=HI)
+
+    assert err.value.status_code == 502
+    assert "groq/llama-3.1-8b-instant" in err.value.message and "openai/gpt-4o-mini" in err.value.message
+
+
+def test_a_bad_request_is_returned_at_once_with_the_upstreams_message(client, two_providers, fake):
+    fake.state.push("groq", "context_too_long")
+
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model="groq/llama-3.1-8b-instant", messages=HI)
+
+    assert err.value.body["code"] == "context_length_exceeded"
+    assert len(fake.state.requests("openai")) == 0
+
+
+def test_a_context_too_long_moves_only_to_a_larger_window(client, provider, fake):
+    provider("groq", models=[{**FREE, "context_window": 8192}])
+    provider("openai", models=[{**PAID, "context_window": 128000}])
+    fake.state.push("groq", "context_too_long")
+
+    raw = client.chat.completions.with_raw_response.create(model="auto", messages=HI)
+
+    assert served(raw) == ("openai/gpt-4o-mini", "2")
+
+
+def test_the_prompt_size_rules_out_small_windows_before_sending(client, provider):
+    provider("groq", models=[{**FREE, "context_window": 1000}])
+    provider("openai", models=[{**PAID, "context_window": 128000}])
+
+    raw = client.chat.completions.with_raw_response.create(model="auto", messages=[{"role": "user", "content": "word " * 2000}])
+
+    assert served(raw) == ("openai/gpt-4o-mini", "1")
+
+
+def test_repeated_failures_open_the_circuit_and_it_shows(client, two_providers, fake, gateway, admin_key):
+    for _ in range(4):
+        fake.state.push("groq", "server_error")
+        client.chat.completions.create(model="auto", messages=HI)
+
+    raw = client.chat.completions.with_raw_response.create(model="auto", messages=HI)
+    assert served(raw) == ("openai/gpt-4o-mini", "1")  # the open circuit keeps groq out
+    state = httpx.get(f"{gateway}/api/routing/state", headers={"authorization": f"Bearer {admin_key}"}).json()
+    assert state["breakers"]["groq/llama-3.1-8b-instant"]["state"] == "open"
+    flush()
+    assert Event.objects.filter(event="circuit_opened").exists()
+
+
+def test_a_stream_fails_over_before_its_first_chunk(client, two_providers, fake):
+    fake.state.push("groq", "server_error")
+
+    raw = client.chat.completions.with_raw_response.create(model="auto", messages=HI, stream=True)
+    chunks = list(raw.parse())
+
+    assert served(raw) == ("openai/gpt-4o-mini", "2")
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+def test_a_stream_cut_after_its_first_chunk_ends_with_an_error_event(gateway, user_secret, provider, fake):
+    provider("groq", models=[FREE])
+    fake.state.push("groq", "cut")
+
+    with httpx.stream("POST", f"{gateway}/v1/chat/completions", headers={"authorization": f"Bearer {user_secret}"},
+                      json={"model": "free", "messages": HI, "stream": True}, timeout=10) as response:
+        lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+
+    assert response.status_code == 200
+    assert '"error"' in lines[-1] and "stream_interrupted" in lines[-1]
+    assert len(lines) >= 2  # content came before the cut
+
+
+def test_free_policy_with_nothing_free_is_a_clear_503(client, provider):
+    provider("openai", models=[PAID])
+
+    with pytest.raises(openai.APIStatusError) as err:
+        client.chat.completions.create(model="free", messages=HI)
+
+    assert err.value.status_code == 503 and "No free model can serve" in err.value.message
+    assert "openai/gpt-4o-mini: not free" in err.value.message
+
+
+def test_explain_ranks_without_sending(gateway, two_providers, user_secret, fake):
+    body = {"model": "auto", "messages": HI}
+    response = httpx.post(f"{gateway}/api/routing/explain", json=body, headers={"x-api-key": user_secret})
+
+    assert response.status_code == 200
+    ranked = response.json()["candidates"]
+    assert [c["model"] for c in ranked] == ["groq/llama-3.1-8b-instant", "openai/gpt-4o-mini"]
+    assert ranked[0]["scoreParts"]["free"] == 1.0
+    assert fake.state.requests() == []
