@@ -259,6 +259,8 @@ AFMTS_GATEWAY_DEADLINE_SECONDS = env.float("AFMTS_GATEWAY_DEADLINE_SECONDS", def
 # One attempt (until the reply, or a stream's first chunk) gives up after this, and fails over.
 AFMTS_GATEWAY_ATTEMPT_SECONDS = env.float("AFMTS_GATEWAY_ATTEMPT_SECONDS", default=60.0)
 AFMTS_GATEWAY_MAX_BODY_BYTES = env.int("AFMTS_GATEWAY_MAX_BODY_BYTES", default=20 * 1024 * 1024)
+# /api/tasks/route: how long an agent may take to answer a task.
+AFMTS_AGENT_CALL_SECONDS = env.float("AFMTS_AGENT_CALL_SECONDS", default=30.0)
 # A provider whose listing failed this many times in a row is down.
 AFMTS_PROVIDER_DOWN_AFTER = env.int("AFMTS_PROVIDER_DOWN_AFTER", default=2)
 

@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from registry.api.serializers import CamelInput
 from registry.api.views import Base
 from registry.events import publish
-from registry.models import Alias
+from registry.models import Agent, Alias
 from routing.gateway.engine import GatewayError
 from routing.gateway.requests import requirements
 from routing.gateway.runtime import _view, runtime
@@ -150,3 +150,55 @@ class AliasDetailView(Base):
             alias.delete()
             publish("alias_deleted", data)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TaskSerializer(CamelInput, serializers.Serializer):
+    id = serializers.CharField(max_length=128, required=False)
+    type = serializers.CharField(max_length=64, default="text-generation")
+    description = serializers.CharField(required=False, allow_blank=True, max_length=100_000)
+    input = serializers.CharField(required=False, allow_blank=True, max_length=1_000_000)
+    system = serializers.CharField(required=False, allow_blank=True, max_length=100_000)
+    maxTokens = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False)
+    language = serializers.CharField(required=False, max_length=64)
+    fromLanguage = serializers.CharField(required=False, max_length=64)
+    toLanguage = serializers.CharField(required=False, max_length=64)
+    style = serializers.CharField(required=False, max_length=128)
+    priority = serializers.CharField(required=False, max_length=32)
+    model = serializers.CharField(required=False, max_length=320)
+    requirements = serializers.DictField(required=False)
+    fallbacks = serializers.ListField(child=serializers.CharField(max_length=320), required=False, max_length=20)
+
+    def validate(self, attrs):
+        if not attrs.get("input") and not attrs.get("description"):
+            raise ValidationError({"input": ["A task needs an input or a description."]})
+        return attrs
+
+
+class TaskRouteView(Base):
+    serializer_class = TaskSerializer
+    any_key_may_post = True
+
+    @extend_schema(
+        summary="Route a task (the seed's routeTask): to an agent that declares its type, or the best model",
+        responses=OpenApiTypes.OBJECT,
+    )
+    def post(self, request: Request) -> Response:
+        from asgiref.sync import async_to_sync
+
+        from routing.tasks import TaskFailed, agents_for, run_task
+
+        data = self.get_serializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        task = dict(data.validated_data)
+        # With explicit fallbacks, any named agent with an endpoint may run it; else those declaring the type.
+        agents = list(Agent.objects.exclude(endpoint="")) if task.get("fallbacks") else agents_for(task["type"])
+        try:
+            result = async_to_sync(run_task)(task, principal=request.user, agents=agents)
+        except TaskFailed as failed:
+            return Response(
+                {"error": {"message": failed.message, "type": "service_unavailable" if failed.status == 503
+                           else "invalid_request_error", "param": None, "code": "task_failed"},
+                 **failed.result.as_dict()},
+                status=failed.status, headers={"Retry-After": "30"} if failed.status == 503 else None,
+            )
+        return Response(result.as_dict())

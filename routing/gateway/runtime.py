@@ -57,10 +57,13 @@ class Runtime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._rebuild_lock: asyncio.Lock | None = None
 
-    async def view(self) -> View:
-        """The current routing view; rebuilt (in a thread) only when the registry changed."""
+    async def view(self, *, background: bool = True) -> View:
+        """The current routing view; rebuilt (in a thread) only when the registry changed.
+        `background=False` for callers on a short-lived loop (a sync view's async_to_sync)."""
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
+            if not background:
+                return await sync_to_async(_view.get, thread_sensitive=False)()
             self._start(loop)
         current = _view.peek()
         if current is not None and not _view.stale():
