@@ -42,12 +42,15 @@ test: venv
 		$(MAKE) --no-print-directory test-server; \
 	else echo "server-mode pass skipped: PostgreSQL/Redis not reachable (CI=true forces it)"; fi
 
+# Background writers that tests drive by hand (key usage) wait long enough not to run on their own.
+TEST_ENV := AFMTS_KEY_USAGE_FLUSH_SECONDS=3600
+
 test-embedded: venv
-	env -u DATABASE_URL -u REDIS_URL -u CELERY_BROKER_URL AFMTS_DATA_DIR=$(CURDIR)/data/test-embedded \
+	env -u DATABASE_URL -u REDIS_URL -u CELERY_BROKER_URL $(TEST_ENV) AFMTS_DATA_DIR=$(CURDIR)/data/test-embedded \
 		$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test-server: venv
-	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) AFMTS_ALLOW_GENERATED_SECRETS=1 \
+	$(TEST_ENV) DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) AFMTS_ALLOW_GENERATED_SECRETS=1 \
 		AFMTS_DATA_DIR=$(CURDIR)/data/test-server $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 lint: venv

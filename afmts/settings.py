@@ -261,6 +261,8 @@ AFMTS_GATEWAY_ATTEMPT_SECONDS = env.float("AFMTS_GATEWAY_ATTEMPT_SECONDS", defau
 AFMTS_GATEWAY_MAX_BODY_BYTES = env.int("AFMTS_GATEWAY_MAX_BODY_BYTES", default=20 * 1024 * 1024)
 # /api/tasks/route: how long an agent may take to answer a task.
 AFMTS_AGENT_CALL_SECONDS = env.float("AFMTS_AGENT_CALL_SECONDS", default=30.0)
+# Outbound HTTP to providers: httpx on aiohttp's pool ("aiohttp", the measured choice) or plain httpx.
+AFMTS_UPSTREAM_TRANSPORT = env("AFMTS_UPSTREAM_TRANSPORT", default="aiohttp")
 # A provider whose listing failed this many times in a row is down.
 AFMTS_PROVIDER_DOWN_AFTER = env.int("AFMTS_PROVIDER_DOWN_AFTER", default=2)
 

@@ -240,14 +240,14 @@ class FakeProviders:
         return web.json_response(body, status=status, headers=headers)
 
     async def _prelude(self, provider: str, request: web.Request, model: str, scenario: Scenario,
-                       entry: dict) -> web.StreamResponse | None:
+                       entry: dict, public: bool = False) -> web.StreamResponse | None:
         """The failures that happen before any reply is written; None means go on."""
         entry["scenario"] = scenario.name
         if scenario.name == "hang":
             await asyncio.sleep(scenario.num("seconds", 30))
         if scenario.name == "slow_first_byte":
             await asyncio.sleep(scenario.num("seconds", 1))
-        if not self._authorized(provider, request) or scenario.name == "auth":
+        if (not public and not self._authorized(provider, request)) or scenario.name == "auth":
             return self._error(provider, "auth", model, scenario)
         kinds = {"rate_limit": "rate_limit", "not_found": "not_found", "context_too_long": "context_too_long",
                  "payment": "payment", "server_error": "server_error", "unavailable": "unavailable",
@@ -320,13 +320,10 @@ class FakeProviders:
             entry = self._entry(provider, request, None)
             scenario, _ = self._scenario(provider, request, "")
             # OpenRouter's model list is public: no key needed.
-            if provider == "openrouter" and scenario.name == "ok":
-                entry["scenario"] = "ok"
-            else:
-                early = await self._prelude(provider, request, "", scenario, entry)
-                if early is not None:
-                    entry["status"] = early.status
-                    return early
+            early = await self._prelude(provider, request, "", scenario, entry, public=provider == "openrouter")
+            if early is not None:
+                entry["status"] = early.status
+                return early
             models = LISTINGS[provider]
             headers = {"cache-control": "public, max-age=300"} if provider == "openrouter" else {}
             size = max(1, int(self.state.page_size))

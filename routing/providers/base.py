@@ -18,6 +18,7 @@ Contract for a subclass:
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import re
@@ -461,6 +462,9 @@ class Adapter:
     def error_from_exception(self, exc: BaseException) -> ProviderError:
         if isinstance(exc, ProviderError):
             return exc
+        if isinstance(exc, httpx.ConnectTimeout) and ("Connect call failed" in str(exc) or "Cannot connect" in str(exc)):
+            # httpx-aiohttp 0.2 reports a refused connection as a ConnectTimeout: the host is down, not slow.
+            return UpstreamUnavailable(f"cannot connect: {exc}", provider=self.kind)
         if isinstance(exc, httpx.TimeoutException | TimeoutError):
             return Timeout(f"{type(exc).__name__}: {exc}" or "timed out", provider=self.kind)
         if isinstance(exc, httpx.HTTPError):
@@ -485,20 +489,20 @@ class Adapter:
     async def _send(self, method: str, path: str, *, body: Any = None, headers: dict | None = None,
                     params: dict | None = None) -> Any:
         """One request, read whole within the total deadline; returns the parsed JSON body."""
-        deadline = time.monotonic() + self.timeouts.total
         try:
-            response = await self.client.request(
-                method, self.base_url + path, headers=headers if headers is not None else self.headers(),
-                params=params, content=dumps(body).encode() if body is not None else None,
-                timeout=self.timeouts.httpx(),
-            )
+            async with asyncio.timeout(self.timeouts.total):
+                response = await self.client.request(
+                    method, self.base_url + path, headers=headers if headers is not None else self.headers(),
+                    params=params, content=dumps(body).encode() if body is not None else None,
+                    timeout=self.timeouts.httpx(),
+                )
+        except TimeoutError as exc:
+            raise Timeout(f"no complete reply within {self.timeouts.total:g} s", provider=self.kind) from exc
         except httpx.HTTPError as exc:
             raise self.error_from_exception(exc) from exc
         self._observe(response)
         if response.status_code >= 400:
             raise self.error_from_response(response.status_code, response.headers, response.content)
-        if time.monotonic() > deadline:
-            raise Timeout("total deadline passed", provider=self.kind)
         try:
             payload = response.json()
         except ValueError as exc:

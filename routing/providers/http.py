@@ -41,13 +41,27 @@ def shared_client(kind: str, base_url: str, timeouts: Timeouts) -> httpx.AsyncCl
     key = (kind, base_url)
     client = per_loop.get(key)
     if client is None or client.is_closed:
+        limits = httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=30)
         client = per_loop[key] = httpx.AsyncClient(
             timeout=timeouts.httpx(),
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=30),
+            limits=limits,
+            transport=_transport(limits),
             follow_redirects=False,
             trust_env=False,  # no proxy from the environment may see provider keys
         )
     return client
+
+
+def _transport(limits: httpx.Limits) -> httpx.AsyncBaseTransport | None:
+    """httpx's API on aiohttp's connection pool: plain httpx.AsyncClient collapses under concurrency
+    on this hardware (FIELD.md, "Measured on this machine"). AFMTS_UPSTREAM_TRANSPORT=httpx turns it off."""
+    if getattr(settings, "AFMTS_UPSTREAM_TRANSPORT", "aiohttp") != "aiohttp":
+        return None
+    try:
+        from httpx_aiohttp import AiohttpTransport
+    except ImportError:
+        return None
+    return AiohttpTransport(limits=limits, trust_env=False)
 
 
 async def close_clients() -> None:

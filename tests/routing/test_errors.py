@@ -219,3 +219,23 @@ async def test_scenario_header_picks_a_scenario_for_one_request(make_adapter, fa
                                               "x-fake-scenario": "rate_limit; retry_after=11"},
                                      json=chat_request("openai"))
     assert response.status_code == 429 and response.headers["retry-after"] == "11"
+
+
+async def test_scripted_failure_hits_the_public_openrouter_listing(make_adapter, fake):
+    fake.state.push("openrouter", "server_error")
+    with pytest.raises(UpstreamUnavailable):
+        await make_adapter("openrouter", api_key=None).list_models()
+
+
+@pytest.mark.parametrize("kind", ["gemini", "anthropic", "openai"])
+async def test_listing_failures_are_typed_too(make_adapter, fake, kind):
+    fake.state.push(kind, "malformed")
+    with pytest.raises(MalformedReply):
+        await make_adapter(kind).list_models()
+
+
+async def test_total_deadline_bounds_a_slow_reply_even_within_the_read_timeout(make_adapter, fake):
+    fake.state.push("openai", "slow_first_byte", seconds=1)
+    adapter = make_adapter("openai", timeouts=Timeouts(connect=1, read=5, write=1, pool=1, total=0.3))
+    with pytest.raises(Timeout):
+        await adapter.chat(chat_request("openai"))
