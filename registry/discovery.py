@@ -23,7 +23,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from registry.events import publish_many
@@ -278,8 +278,9 @@ ListFn = Callable[[Provider], Any]
 async def run_cycle(providers: list[Provider], list_models: ListFn, *, timeout: float | None = None) -> list[ProviderResult]:
     """List every provider concurrently; each listing is applied as soon as it arrives."""
     timeout = timeout or settings.AFMTS_DISCOVERY_TIMEOUT_SECONDS
-    apply = sync_to_async(_apply_safely)
-    fail = sync_to_async(_record_failure_logged)
+    # Writes run in worker threads (not the caller's thread: a caller may itself be sync_to_async'd).
+    apply = sync_to_async(_apply_safely, thread_sensitive=False)
+    fail = sync_to_async(_record_failure_logged, thread_sensitive=False)
 
     async def one(provider: Provider) -> ProviderResult:
         started = time.perf_counter()
@@ -303,9 +304,14 @@ def _apply_safely(provider_id: int, listing) -> ProviderResult:
     except Exception as exc:  # noqa: BLE001
         log.exception("could not apply the listing of provider %s", provider_id)
         return ProviderResult(provider=str(provider_id), error=f"{type(exc).__name__}: {exc}")
+    finally:
+        connection.close()  # a pool thread's connection would outlive the cycle
 
 
 def _record_failure_logged(provider_id: int, error: str) -> ProviderResult:
     log.warning("discovery of provider %s failed: %s", provider_id, error)
-    return record_failure(provider_id, error)
+    try:
+        return record_failure(provider_id, error)
+    finally:
+        connection.close()
 

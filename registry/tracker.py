@@ -36,7 +36,7 @@ def discover(slugs: list[str] | None = None) -> list[discovery.ProviderResult]:
 async def _discover(providers: list[Provider]) -> list[discovery.ProviderResult]:
     from routing.providers.http import close_clients
 
-    observe = sync_to_async(_observe_listing_quota)
+    observe = sync_to_async(_observe_listing_quota, thread_sensitive=False)
 
     async def list_models(provider: Provider):
         listing = await adapter_for(provider).list_models()
@@ -52,7 +52,12 @@ async def _discover(providers: list[Provider]) -> list[discovery.ProviderResult]
 
 def _observe_listing_quota(provider_id: int, info) -> None:
     # A listing call reports the account's limits (it costs no quota): record them account-wide.
-    quota.quota_observe(provider_id=provider_id, model=None, info=info)
+    from django.db import connection
+
+    try:
+        quota.quota_observe(provider_id=provider_id, model=None, info=info)
+    finally:
+        connection.close()
 
 
 @dataclass
@@ -61,6 +66,8 @@ class ProbeResult:
     ok: bool | None  # None: no health evidence (the quota ran out, which says nothing of the model)
     latency_ms: float | None
     error: str = ""
+    report: object | None = None  # the provider's rate-limit report (RateLimitInfo)
+    report_source: str = "headers"
 
 
 PROBE_REQUEST = {"messages": [{"role": "user", "content": "Reply with the word: ok"}], "max_tokens": 1, "temperature": 0}
@@ -78,8 +85,11 @@ def probe(models: list[AIModel] | None = None) -> list[ProbeResult]:
         for m, r in zip(models, results, strict=True) if r.ok is not None
     ])
     for model, result in zip(models, results, strict=True):
+        # Count first, then the provider's report, which already includes this request.
         if result.ok is not None and model.is_free:
             quota.quota_count(model=model, tokens=len(PROBE_REQUEST["messages"][0]["content"]) // 4 + 1)
+        if result.report is not None:
+            quota.quota_observe(provider_id=model.provider_id, model=model, info=result.report, source=result.report_source)
     return results
 
 
@@ -87,8 +97,6 @@ async def _probe(models: list[AIModel]) -> list[ProbeResult]:
     from routing.providers.errors import ProviderError, RateLimited
     from routing.providers.http import close_clients
     from routing.providers.types import RateLimitInfo
-
-    observe = sync_to_async(quota.quota_observe)
 
     async def one(model: AIModel) -> ProbeResult:
         adapter = adapter_for(model.provider)
@@ -103,12 +111,10 @@ async def _probe(models: list[AIModel]) -> list[ProbeResult]:
             info = exc.rate_limit or RateLimitInfo(retry_after=exc.retry_after)
             if exc.retry_after and not info.retry_after:
                 info.retry_after = exc.retry_after
-            await observe(provider_id=model.provider_id, model=model, info=info, source="429")
-            return ProbeResult(model.public_id, None, None, f"rate limited: {exc.message}"[:255])
+            return ProbeResult(model.public_id, None, None, f"rate limited: {exc.message}"[:255], info, "429")
         except (ProviderError, TimeoutError) as exc:
             result = ProbeResult(model.public_id, False, None, f"{type(exc).__name__}: {exc}"[:255])
-        if adapter.last_rate_limit:
-            await observe(provider_id=model.provider_id, model=model, info=adapter.last_rate_limit)
+        result.report = adapter.last_rate_limit
         return result
 
     try:

@@ -10,7 +10,8 @@ Scenarios (failures on demand), chosen per request, first match wins:
 Scenarios: ok, auth, not_found, rate_limit, context_too_long, payment, server_error, unavailable,
 overloaded (Anthropic 529), hang (never answers within `seconds`), slow_first_byte (`seconds` before the
 first byte), cut (the stream, or the body, stops midway), malformed (invalid JSON), midstream_error.
-Other controls: `POST /_control/quota {"provider", "remaining_requests", "remaining_tokens"}` pins the
+`POST /_control/listing {"provider", "add": [entries], "remove": [ids], "patch": {id: {fields}}}`
+changes a provider's listing. Other controls: `POST /_control/quota {"provider", "remaining_requests", "remaining_tokens"}` pins the
 remaining-quota headers; `POST /_control/config {"chunk_delay", "page_size", "key"}`; `POST
 /_control/reset`; `GET /_control/log` (every request seen, with timings: `t_first_frame`,
 `t_last_frame`, time.monotonic() of this process). Header `x-fake-chunk-delay: 0.1` paces one stream.
@@ -72,6 +73,11 @@ def parse_scenario(text: str) -> Scenario:
     return Scenario(name or "ok", params)
 
 
+def _entry_id(entry: dict) -> str:
+    """A listing entry's id, whatever the provider calls it (id, name: "models/x", model)."""
+    return entry.get("id") or entry.get("name", "").removeprefix("models/") or entry.get("model", "")
+
+
 class State:
     """What tests script and what the server saw; shared between the server thread and the tests."""
 
@@ -88,6 +94,34 @@ class State:
             self.quota: dict[str, dict[str, int]] = {}
             self.used: dict[str, int] = {}
             self.log: list[dict[str, Any]] = []
+            # Per provider: {"add": [raw entries], "remove": {ids}, "patch": {id: {key: value}}}
+            self.listing_changes: dict[str, dict[str, Any]] = {}
+
+    def change_listing(self, provider: str, *, add: list[dict] | None = None, remove: list[str] | None = None,
+                       patch: dict[str, dict] | None = None) -> None:
+        """Make the provider's listing differ from its catalog (tests of discovery; the demo)."""
+        with self.lock:
+            changes = self.listing_changes.setdefault(provider, {"add": [], "remove": set(), "patch": {}})
+            known = {_entry_id(m) for m in changes["add"]}
+            changes["add"] += [m for m in add or [] if _entry_id(m) not in known]
+            changes["remove"] |= set(remove or [])
+            for model_id, fields in (patch or {}).items():
+                changes["patch"].setdefault(model_id, {}).update(fields)
+            for entry in add or []:
+                changes["remove"].discard(_entry_id(entry))
+
+    def listing(self, provider: str, catalog_models: list[dict]) -> list[dict]:
+        with self.lock:
+            changes = self.listing_changes.get(provider)
+            if not changes:
+                return catalog_models
+            out = []
+            for entry in [*catalog_models, *changes["add"]]:
+                model_id = _entry_id(entry)
+                if model_id in changes["remove"]:
+                    continue
+                out.append({**entry, **changes["patch"].get(model_id, {})})
+            return out
 
     def push(self, provider: str, scenario: str, count: int = 1, **params: Any) -> None:
         with self.lock:
@@ -120,6 +154,7 @@ class FakeProviders:
         app = web.Application(client_max_size=8 * 1024 * 1024)
         r = app.router
         r.add_post("/_control/scenario", self.control_scenario)
+        r.add_post("/_control/listing", self.control_listing)
         r.add_post("/_control/quota", self.control_quota)
         r.add_post("/_control/config", self.control_config)
         r.add_post("/_control/reset", self.control_reset)
@@ -147,6 +182,12 @@ class FakeProviders:
         body = await request.json()
         self.state.push(body.get("provider", "*"), body["scenario"], int(body.get("count", 1)),
                         **(body.get("params") or {}))
+        return web.json_response({"ok": True})
+
+    async def control_listing(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.state.change_listing(body["provider"], add=body.get("add"), remove=body.get("remove"),
+                                  patch=body.get("patch"))
         return web.json_response({"ok": True})
 
     async def control_quota(self, request: web.Request) -> web.Response:
@@ -324,7 +365,7 @@ class FakeProviders:
             if early is not None:
                 entry["status"] = early.status
                 return early
-            models = LISTINGS[provider]
+            models = self.state.listing(provider, LISTINGS[provider])
             headers = {"cache-control": "public, max-age=300"} if provider == "openrouter" else {}
             size = max(1, int(self.state.page_size))
             if provider == "gemini":
@@ -411,9 +452,10 @@ class FakeProviders:
         if early is not None:
             entry["status"] = early.status
             return early
-        known = {m.get("id") or m.get("name", "").removeprefix("models/") for m in LISTINGS[provider]}
+        listed = self.state.listing(provider, LISTINGS[provider])
+        known = {_entry_id(m) for m in listed}
         if provider == "ollama":
-            known |= {m["model"] for m in LISTINGS[provider]}
+            known |= {m["model"] for m in listed}
         if model not in known and provider not in ("openai_compatible",):
             entry["status"] = 404
             return self._error(provider, "not_found", model, scenario)

@@ -1,0 +1,215 @@
+"""The tracker against the fake providers over real HTTP: discovery cycles, free transitions,
+idempotency, slow and failing providers, concurrent workers, probes, quota and live events."""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.db import close_old_connections, connection
+from django.test.utils import CaptureQueriesContext
+
+from afmts.asgi import application
+from registry import services, tracker
+from registry.models import AIModel, Event, ModelChange, Provider
+from routing.fakes import KEY, catalog
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def providers(fake, settings):
+    settings.AFMTS_DISCOVERY_TIMEOUT_SECONDS = 3
+    settings.AFMTS_UPSTREAM_TIMEOUTS = {"connect": 1, "read": 5, "write": 1, "pool": 1, "total": 10}
+
+    def make(*kinds: str) -> None:
+        for kind in kinds:
+            services.provider_create(slug=kind.replace("_", "-"), kind=kind, base_url=fake.base_url(kind), api_key=KEY)
+
+    return make
+
+
+def counts(slug: str) -> tuple[int, int]:
+    models = AIModel.objects.filter(provider__slug=slug)
+    return models.count(), models.filter(is_free=True).count()
+
+
+def test_a_cycle_registers_every_providers_models_with_their_free_status(providers):
+    providers("groq", "openrouter", "gemini", "ollama")
+
+    results = {r.provider: r for r in tracker.discover()}
+
+    assert all(r.ok for r in results.values()), results
+    assert counts("openrouter") == (len(catalog.OPENROUTER) - 0, results["openrouter"].free)
+    assert results["openrouter"].free == 3  # the three `:free` ids priced "0"; none of the zero-priced others
+    assert counts("gemini")[0] == len(catalog.GEMINI)  # all pages (the fake pages by 3)
+    assert counts("ollama") == (len(catalog.OLLAMA), len(catalog.OLLAMA))  # local: all free
+    assert AIModel.objects.get(provider__slug="openrouter", model_id="meta-llama/llama-3.3-70b-instruct:free").quota_scope == "account"
+    assert Provider.objects.get(slug="groq").status == "up"
+
+
+def test_an_unchanged_cycle_writes_nothing(providers):
+    providers("groq", "openrouter")
+    tracker.discover()
+
+    with CaptureQueriesContext(connection) as captured:
+        results = tracker.discover()
+    # (sync_to_async runs the writes in its own thread: count what every connection did)
+    assert all(r.writes == 0 for r in results), [(r.provider, r.writes) for r in results]
+    assert sum(r.changed + r.new + r.retired for r in results) == 0
+    assert captured is not None
+
+
+def test_changes_in_a_listing_become_history_and_events(providers, fake, settings):
+    settings.AFMTS_RETIRE_GRACE_SECONDS = 0
+    providers("openrouter")
+    tracker.discover()
+    paid, free = "openai/gpt-4o-mini", "google/gemma-3-27b-it:free"
+    new_entry = {**copy.deepcopy(catalog.OPENROUTER[0]), "id": "acme/new-model:free", "canonical_slug": "acme/new-model"}
+
+    fake.state.change_listing(
+        "openrouter", add=[new_entry], remove=[free],
+        patch={paid: {"pricing": {"prompt": "0", "completion": "0"}, "id": paid},
+               "deepseek/deepseek-chat-v3-0324:free": {"context_length": 64000}},
+    )
+    [result] = tracker.discover()
+
+    assert (result.new, result.retired) == (1, 1) and result.changed >= 1
+    assert AIModel.objects.get(model_id="acme/new-model:free").is_free
+    assert AIModel.objects.get(model_id=free).status == "retired"
+    names = list(Event.objects.values_list("event", flat=True))
+    assert {"model_registered", "model_updated", "model_retired"} <= set(names)
+    assert ModelChange.objects.filter(public_id="openrouter/deepseek/deepseek-chat-v3-0324:free", field="context_window",
+                                      new=64000).exists()
+
+
+def test_a_model_that_turns_free_and_back_is_tracked(providers, fake, user_api):
+    providers("openrouter")
+    tracker.discover()
+    promo = {**copy.deepcopy(catalog.OPENROUTER[0]), "id": "x/promo:free", "canonical_slug": "x/promo"}
+
+    fake.state.change_listing("openrouter", add=[promo])
+    tracker.discover()
+    fake.state.change_listing("openrouter", patch={"x/promo:free": {"pricing": {"prompt": "0.000001", "completion": "0.000002"}}})
+    tracker.discover()
+
+    history = [(h["model"], h["event"]) for h in user_api.get("/api/free-models/history").json()["results"]]
+    assert history[:2] == [("openrouter/x/promo:free", "model_stopped_being_free"), ("openrouter/x/promo:free", "model_became_free")]
+    assert AIModel.objects.get(model_id="x/promo:free").input_price == 1
+
+
+def test_zero_price_without_the_free_suffix_is_not_free(providers, fake):
+    providers("openrouter")
+    fake.state.change_listing("openrouter", patch={"openai/gpt-4o-mini": {"pricing": {"prompt": "0", "completion": "0"}}})
+
+    tracker.discover()
+
+    assert AIModel.objects.get(model_id="openai/gpt-4o-mini").is_free is False
+
+
+def test_a_hanging_provider_never_delays_the_others(providers, fake, settings):
+    settings.AFMTS_DISCOVERY_TIMEOUT_SECONDS = 1.5
+    providers("groq", "cerebras", "mistral")
+    fake.state.push("mistral", "hang", seconds=20)
+    started = time.monotonic()
+
+    results = {r.provider: r for r in tracker.discover()}
+
+    assert time.monotonic() - started < 4
+    assert results["groq"].ok and results["cerebras"].ok and "timed out" in results["mistral"].error
+    assert counts("groq")[0] == len(catalog.GROQ) and counts("cerebras")[0] == len(catalog.CEREBRAS)
+    assert Provider.objects.get(slug="mistral").failures == 1
+
+
+def test_a_failing_provider_backs_off_and_goes_down(providers, fake):
+    providers("groq")
+    fake.state.push("groq", "server_error", count=2)
+
+    tracker.discover()
+    assert tracker.discover() == []  # backing off: not due yet
+    Provider.objects.filter(slug="groq").update(next_discovery_at=None)
+    tracker.discover()
+
+    groq = Provider.objects.get(slug="groq")
+    assert groq.status == "down" and groq.failures == 2
+    assert Event.objects.filter(event="provider_down").count() == 1
+
+
+def test_two_workers_discovering_at_once_neither_duplicate_nor_lose_rows(providers):
+    providers("openrouter", "groq")
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            tracker.discover()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            close_old_connections()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert errors == []
+    assert counts("openrouter")[0] == len(catalog.OPENROUTER) and counts("groq")[0] == len(catalog.GROQ)
+    assert Event.objects.filter(event="model_registered").count() == len(catalog.OPENROUTER) + len(catalog.GROQ)
+
+
+def test_probes_learn_health_and_nearly_spent_quota_from_headers(providers, fake, user_api, settings):
+    providers("groq")
+    tracker.discover()
+    fake.state.quota["groq"] = {"remaining_requests": 3}
+
+    results = tracker.probe()
+
+    assert results and all(r.ok for r in results)
+    model = AIModel.objects.get(model_id="llama-3.1-8b-instant")
+    assert model.latency_ms is not None and model.reliability == 1.0
+    listed = {m["publicId"]: m for m in user_api.get("/api/free-models").json()["models"]}
+    assert listed["groq/llama-3.1-8b-instant"]["quota"]["windows"]["requests/day"]["remaining"] == 3
+
+
+def test_probe_failures_move_health_and_back_off(providers, fake):
+    providers("groq")
+    tracker.discover()
+    chat_models = [m for m in tracker.health.probe_targets() if m.model_id == "llama-3.1-8b-instant"]
+    fake.state.push("groq", "server_error", count=10)
+
+    for _ in range(3):
+        tracker.probe(chat_models)
+
+    model = AIModel.objects.get(model_id="llama-3.1-8b-instant")
+    assert model.status == "down"
+    assert model not in tracker.health.probe_targets()  # backing off
+    assert Event.objects.filter(event="health_changed").exists()
+
+
+async def test_discovery_events_reach_a_websocket_client(providers):
+    await sync_to_async(providers)("groq")
+    secret = (await sync_to_async(services.apikey_create)(name="ws", scope="user"))[1]
+    client = WebsocketCommunicator(application, f"/ws/events/?api_key={secret}")
+    assert (await client.connect())[0]
+
+    await sync_to_async(tracker.discover, thread_sensitive=False)()
+
+    seen = []
+    while len(seen) < 3:
+        seen.append((await client.receive_json_from(timeout=5))["event"])
+    assert "model_registered" in seen
+    await client.disconnect()
+
+
+def test_the_celery_task_runs_a_cycle(providers):
+    from registry.tasks import discovery_cycle
+
+    providers("cerebras")
+
+    assert discovery_cycle.apply().get() == 1
+    assert counts("cerebras")[0] == len(catalog.CEREBRAS)
