@@ -23,7 +23,7 @@ migrate: venv
 
 # The whole service on this machine: web (Daphne), Celery worker with beat, demo providers.
 run: migrate
-	$(PY) manage.py bootstrap
+	PORT=$(PORT) AFMTS_DEMO=$${AFMTS_DEMO-1} $(PY) manage.py bootstrap
 	AFMTS_DEMO=$${AFMTS_DEMO-1} $(PY) manage.py serve --host $(HOST) --port $(PORT)
 
 # Server mode runs these as separate processes (several web replicas, many workers, one beat).

@@ -221,6 +221,8 @@ AFMTS_KEY_USAGE_FLUSH_SECONDS = env.float("AFMTS_KEY_USAGE_FLUSH_SECONDS", defau
 # Recent-events table keeps at most this many rows.
 AFMTS_EVENTS_KEEP = env.int("AFMTS_EVENTS_KEEP", default=10_000)
 AFMTS_DEMO = env.bool("AFMTS_DEMO", default=False)
+# Port of the fake provider server that plays the demo providers.
+AFMTS_DEMO_PORT = env.int("AFMTS_DEMO_PORT", default=8900)
 # Embedded mode: how often a web process forwards events written by other processes to its sockets.
 AFMTS_EVENT_RELAY_SECONDS = env.float("AFMTS_EVENT_RELAY_SECONDS", default=0.5)
 

@@ -605,12 +605,21 @@ class FakeProviderServer:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(5)
 
-    def serve_forever(self) -> None:
+    def serve_forever(self, demo: bool = False) -> None:
+        """Serve until interrupted; `demo` runs routing.fakes.demo's changes beside it."""
+
         async def main() -> None:
             await self._start()
+            tasks = []
+            if demo:
+                from routing.fakes import demo as demo_changes
+
+                tasks.append(asyncio.ensure_future(demo_changes.run(self.state)))
             try:
                 await asyncio.Event().wait()
             finally:
+                for task in tasks:
+                    task.cancel()
                 await self._stop()
 
         asyncio.run(main())

@@ -10,11 +10,17 @@ from registry.services import apikey_create
 
 class Command(BaseCommand):
     help = (
-        "First-run set-up, safe to repeat: an admin API key if there is none, and in embedded mode an "
-        "admin-site superuser if there is none. Secrets are printed once."
+        "First-run set-up, safe to repeat: an admin API key if there is none, in embedded mode an "
+        "admin-site superuser if there is none, and with AFMTS_DEMO the demo providers. Secrets are "
+        "printed once."
     )
 
     def handle(self, *args, **options):
+        if settings.AFMTS_DEMO:
+            from registry.demo import ensure_demo_providers
+
+            slugs = ensure_demo_providers()
+            self.stdout.write(f"Demo providers (the fake provider server, no keys needed): {', '.join(slugs)}")
         if not ApiKey.objects.filter(scope=KeyScope.ADMIN, revoked_at__isnull=True).exists():
             key, secret = apikey_create(name="first admin key", scope=KeyScope.ADMIN)
             self.stdout.write(self.style.WARNING("Admin API key (shown once, keep it):"))

@@ -68,8 +68,10 @@ class Command(BaseCommand):
         sys.exit(code)
 
     def extra_processes(self) -> list[tuple[str, list[str]]]:
-        """Processes beside web and worker (the demo providers when AFMTS_DEMO is on)."""
-        return []
+        """Processes beside web and worker: the fake provider server when AFMTS_DEMO is on."""
+        if not settings.AFMTS_DEMO:
+            return []
+        return [("demo providers", [sys.executable, "-m", "routing.fakes", "--port", str(settings.AFMTS_DEMO_PORT), "--demo"])]
 
     @staticmethod
     def _stop_all(procs: dict[str, subprocess.Popen]) -> None:

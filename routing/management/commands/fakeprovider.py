@@ -12,10 +12,11 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8900)
         parser.add_argument("--chunk-delay", type=float, default=0.02, help="seconds between stream chunks")
+        parser.add_argument("--demo", action="store_true", help="change listings and health over time (make run)")
 
-    def handle(self, *args, host, port, chunk_delay, **options):
+    def handle(self, *args, host, port, chunk_delay, demo, **options):
         server = FakeProviderServer(host, port, chunk_delay=chunk_delay)
         self.stdout.write(f"Fake providers on {server.url} (key: {KEY!r}); base URLs:")
         for kind, url in base_urls(server.url).items():
             self.stdout.write(f"  {kind:18} {url}")
-        server.serve_forever()
+        server.serve_forever(demo=demo)
