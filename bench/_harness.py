@@ -165,6 +165,8 @@ def install_signal_handlers() -> None:
     def raise_interrupt(signum, frame):  # noqa: ARG001
         raise KeyboardInterrupt(f"signal {signum}")
 
+    # Also when started with SIGINT ignored (a background job of a script): Ctrl-C / kill -INT still stop.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, raise_interrupt)
     signal.signal(signal.SIGHUP, raise_interrupt)
 
@@ -198,8 +200,10 @@ def run(argv: list[str], timeout: float, env: dict[str, str] | None = None, cwd:
     except subprocess.TimeoutExpired as exc:
         raise BenchError(f"{what or argv[0]} took more than {timeout:.0f} s") from exc
     if done.returncode != 0:
-        output = (done.stdout + done.stderr).strip().splitlines()
-        raise BenchError(f"{what or ' '.join(argv[:3])} failed (exit {done.returncode}): " + "\n".join(output[-12:]))
+        output = [line for line in (done.stdout + done.stderr).strip().splitlines() if "is ignored:" not in line]
+        errors = [line for line in output if line.startswith("ERROR")]  # pip's reasons first
+        raise BenchError(f"{what or ' '.join(argv[:3])} failed (exit {done.returncode}): "
+                         + "\n".join(errors[-3:] + ["--"] + output[-12:] if errors else output[-12:]))
     return done.stdout
 
 
@@ -223,16 +227,38 @@ def rss_mb(pid: int | None) -> dict[str, float] | None:
         tree.append(current)
         todo.extend(children.get(current, []))
     rss = hwm = 0
+    each = []
     for p in tree:
+        fields = {}
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    rss += int(line.split()[1])
-                elif line.startswith("VmHWM:"):
-                    hwm += int(line.split()[1])
+                key, _, value = line.partition(":")
+                if key in ("Name", "VmRSS", "VmHWM"):
+                    fields[key] = value.strip()
         except OSError:
             continue
-    return {"rss_mb": round(rss / 1024, 1), "hwm_mb": round(hwm / 1024, 1), "processes": len(tree)}
+        p_rss = int(fields.get("VmRSS", "0 kB").split()[0])
+        p_hwm = int(fields.get("VmHWM", "0 kB").split()[0])
+        rss, hwm = rss + p_rss, hwm + p_hwm
+        each.append({"pid": p, "name": fields.get("Name", "?"), "rss_mb": round(p_rss / 1024, 1)})
+    return {"rss_mb": round(rss / 1024, 1), "hwm_mb": round(hwm / 1024, 1), "processes": len(each),
+            "per_process": each}
+
+
+def cpu_busy_percent(seconds: float = 1.0) -> float:
+    """Share of all cores busy over the next `seconds` (from /proc/stat): how quiet the machine is."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+    return 100.0 * (1 - (idle1 - idle0) / max(1, total1 - total0))
 
 
 # ---------------------------------------------------------------------- installs
@@ -246,7 +272,7 @@ def ensure_debian_tool(binary: str, package: str) -> str:
     if os.geteuid() != 0:
         raise BenchError(f"{binary} is missing and this is not root: apt-get install {package}")
     log(f"{binary} missing: apt-get install {package}")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive", "RUNLEVEL": "1"}  # no system service started
     try:
         run(["apt-get", "install", "-y", "-qq", package], 600, env=env, what=f"apt-get install {package}")
     except BenchError:
@@ -364,12 +390,16 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
+OVERHEAD_HEADERS = ("x-afmts-overhead-ms", "x-litellm-overhead-duration-ms")
+
+
 def sequential_latency(url: str, headers: dict[str, str], body: dict, n: int, warmup: int,
                        time_limit: float) -> dict[str, Any]:
     """Concurrency 1: n sequential POSTs on one keep-alive connection after warmup; ms."""
     payload = json.dumps(body).encode()
     hdrs = {"content-type": "application/json", **headers}
     samples: list[float] = []
+    reported: list[float] = []
     errors: dict[str, int] = {}
     deadline = time.monotonic() + time_limit
     with httpx.Client(timeout=10.0, limits=httpx.Limits(max_connections=1, max_keepalive_connections=1)) as client:
@@ -381,6 +411,13 @@ def sequential_latency(url: str, headers: dict[str, str], body: dict, n: int, wa
                 response = client.post(url, content=payload, headers=hdrs)
                 response.read()
                 status = response.status_code
+                if i >= warmup:
+                    for name in OVERHEAD_HEADERS:
+                        if name in response.headers:
+                            try:
+                                reported.append(float(response.headers[name]))
+                            except ValueError:
+                                pass
             except httpx.HTTPError as exc:
                 status = type(exc).__name__
             elapsed = (time.perf_counter() - t0) * 1000
@@ -395,6 +432,8 @@ def sequential_latency(url: str, headers: dict[str, str], body: dict, n: int, wa
         "n": len(samples), "errors": errors,
         "p50_ms": percentile(samples, 50), "p99_ms": percentile(samples, 99),
         "mean_ms": statistics.fmean(samples) if samples else float("nan"),
+        # What the server says its own overhead was (x-afmts-overhead-ms, x-litellm-overhead-duration-ms).
+        "self_reported_overhead_p50_ms": percentile(reported, 50) if reported else None,
     }
 
 

@@ -41,6 +41,10 @@ LITELLM_VERSION = "1.109.1"  # the version ../shared/FIELD.md measured; `pip ind
 LITELLM_VENV = BENCH / ".venvs" / "litellm"
 MAIN_PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
 SERVER_PACKAGES = {"daphne": "daphne", "uvicorn": "uvicorn[standard]", "granian": "granian"}
+# What must import for a fair measurement: Uvicorn as deployed (uvloop and httptools), not its pure-Python fallback.
+SERVER_MODULES = {"daphne": "daphne", "uvicorn": "uvicorn, uvloop, httptools", "granian": "granian"}
+SERVER_LABELS = {"daphne": "daphne (1 process)", "uvicorn": "uvicorn (uvloop, httptools, 1 worker)",
+                 "granian": "granian (asgi, 1 worker)"}
 
 
 @dataclass
@@ -136,7 +140,7 @@ def litellm_install(timeout: float = 1200) -> str:
         run(pip + [f"litellm[proxy]=={LITELLM_VERSION}"], timeout, what="pip install litellm[proxy]")
     except BenchError as exc:
         missing = re.findall(r"No matching distribution found for ([A-Za-z0-9_.\-]+)", str(exc))
-        if not missing:
+        if not missing or any(m.lower() == "litellm" for m in missing):
             raise
         log(f"litellm's pins unsatisfiable here ({', '.join(missing)}): installing with relaxed pins")
         run(pip + ["--no-deps", f"litellm=={LITELLM_VERSION}"], timeout, what="pip install --no-deps litellm")
@@ -191,7 +195,8 @@ class LiteLLMTarget(Target):
         try:
             self.version = litellm_install()
         except BenchError as exc:
-            self.unavailable = f"unavailable (install failed: {str(exc).splitlines()[0][:200]})"
+            reason = re.sub(r" \(from versions:[^)]*\)?", "", str(exc).splitlines()[0])
+            self.unavailable = f"unavailable (install failed: {reason[:200]})"
             return
         self.server = f"litellm {self.version} (uvicorn, 1 worker)"
         key = "sk-bench-litellm-master"
@@ -234,8 +239,7 @@ class LiteLLMTarget(Target):
 
 def ensure_server(server: str) -> None:
     """The ASGI server in the main .venv; installed (not added to requirements.txt) when missing."""
-    module = server
-    probe = subprocess.run([MAIN_PYTHON, "-c", f"import {module}"], capture_output=True, timeout=60)
+    probe = subprocess.run([MAIN_PYTHON, "-c", f"import {SERVER_MODULES[server]}"], capture_output=True, timeout=60)
     if probe.returncode == 0:
         return
     log(f"{server} is not in .venv: pip install {SERVER_PACKAGES[server]} (not added to requirements.txt)")
@@ -243,13 +247,12 @@ def ensure_server(server: str) -> None:
         what=f"pip install {SERVER_PACKAGES[server]}")
 
 
-def server_argv(server: str, port: int) -> list[str]:
-    app = "afmts.asgi:application"
+def server_argv(server: str, port: int, app: str = "afmts.asgi:application") -> list[str]:
     if server == "daphne":
-        return [MAIN_PYTHON, "-m", "daphne", "-b", HOST, "-p", str(port), app]
+        return [MAIN_PYTHON, "-m", "daphne", "-v", "0", "-b", HOST, "-p", str(port), app]  # -v 0: no access log
     if server == "uvicorn":
         return [MAIN_PYTHON, "-m", "uvicorn", "--host", HOST, "--port", str(port), "--workers", "1",
-                "--log-level", "warning", "--no-access-log", app]
+                "--loop", "uvloop", "--http", "httptools", "--log-level", "warning", "--no-access-log", app]
     if server == "granian":
         return [MAIN_PYTHON, "-m", "granian", "--interface", "asgi", "--host", HOST, "--port", str(port),
                 "--workers", "1", "--log-level", "warning", app]
@@ -267,14 +270,17 @@ for slug, model_id in {pairs!r}:
 
 @dataclass
 class AfmtsTarget(Target):
+    asgi_server: str = "daphne"
+    app: str = "afmts.asgi:application"
     nginx: NginxUpstream | None = None
     fake: FakeProviderUpstream | None = None
     workdir: Path | None = None
 
     def start(self) -> None:
         assert self.nginx is not None and self.workdir is not None
+        self.server = SERVER_LABELS[self.asgi_server]
         try:
-            ensure_server(self.server)
+            ensure_server(self.asgi_server)
         except BenchError as exc:
             self.unavailable = f"unavailable ({exc})"
             return
@@ -305,7 +311,8 @@ class AfmtsTarget(Target):
         if len(pairs) > 1:
             self.stream_model = f"bench-stream/{MODEL}"
         port = free_port()
-        proc = Proc(f"afmts-{self.server}", server_argv(self.server, port), self.workdir / f"afmts-{self.server}.log",
+        proc = Proc(f"afmts-{self.asgi_server}", server_argv(self.asgi_server, port, self.app),
+                    self.workdir / f"afmts-{self.asgi_server}.log",
                     env=env, cwd=ROOT).start()
         self.procs.append(proc)
         self.base_url = f"http://{HOST}:{port}"
@@ -316,11 +323,13 @@ class AfmtsTarget(Target):
         except BenchError as exc:
             self.unavailable = f"unavailable (did not start: {str(exc)[:300]})"
             return
-        # Is the gateway there yet? Django's own 404 page (not an OpenAI error object) means no.
+        # Is the gateway there yet? A 404/405 for the route itself (Django's, even in OpenAI shape) means no;
+        # the gateway's own 404 on this route is only for an unknown model (code model_not_found).
         probe = httpx.post(self.chat_url, json=request_body(self.model), headers=self.headers, timeout=30)
-        if probe.status_code in (404, 405) and not _openai_error(probe):
-            self.unavailable = "gateway not available yet (POST /v1/chat/completions answered " \
-                               f"{probe.status_code} from Django, not the gateway)"
+        error = _openai_error(probe) or {}
+        if probe.status_code in (404, 405) and error.get("code") != "model_not_found":
+            self.unavailable = ("gateway not available yet (POST /v1/chat/completions answered "
+                                f"{probe.status_code} {str(error.get('message') or probe.text)[:80]!r})")
 
     def pid(self) -> int | None:
         return self.procs[0].pid if self.procs else None

@@ -1,7 +1,7 @@
 """Benchmark of the gateway's /v1/chat/completions against the same upstream called directly and the
 LiteLLM proxy, in one run (issue 5, "Speed").
 
-    .venv/bin/python bench/gateway.py [--quick] [--only direct,litellm,afmts] [--server daphne|uvicorn|granian]
+    .venv/bin/python bench/gateway.py [--quick] [--only direct,litellm,afmts] [--server daphne[,uvicorn,granian]]
 
 Everything runs on 127.0.0.1 and is stopped at the end (also on Ctrl-C or an error):
 
@@ -11,14 +11,15 @@ Everything runs on 127.0.0.1 and is stopped at the end (also on Ctrl-C or an err
 - targets, measured one after the other so they never share the 2 cores:
   `direct` (the upstreams themselves: the floor), `litellm` (litellm[proxy] in bench/.venvs/litellm,
   one worker, no database, LITELLM_LOCAL_MODEL_COST_MAP=True, routing `bench-model` to the same
-  upstreams), `afmts` (afmts.asgi:application under --server, one process, a temporary embedded data
+  upstreams), `afmts` (afmts.asgi:application under each --server in turn, one process, a temporary data
   folder, an admin key, the upstreams registered as openai_compatible providers `bench` and
   `bench-stream`: the model asked for is `bench/bench-model`);
 - measured per target: concurrency 1 (sequential httpx requests on one keep-alive connection after
-  a warm-up: p50/p99, and "added" = minus the direct upstream's p50/p99 of the same run), time to
-  first token (sequential streamed requests: until the first SSE chunk with content), concurrency 32
-  (wrk, one thread, after a warm-up: requests/s counting 2xx only, and wrk's p50/p99), and the
-  RSS of the server's process tree after the load (/proc VmRSS, children included).
+  a warm-up: p50/p99, and "added" = minus the direct upstream's p50/p99, measured again just before
+  each target in the same run), time to first token (sequential streamed requests: until the first
+  SSE chunk with content), concurrency 32 (wrk, one thread, after a warm-up: requests/s counting
+  2xx only, and wrk's p50/p99), and the RSS of the server's process tree after the load (/proc
+  VmRSS, children included).
 
 Prints one table and writes bench/results/gateway.json. It reports; it never fails the caller for a
 slow target, and a target that cannot run (LiteLLM not installable, the gateway not written yet) is
@@ -47,6 +48,7 @@ from bench._harness import (  # noqa: E402
     BenchError,
     FakeProviderUpstream,
     NginxUpstream,
+    cpu_busy_percent,
     ensure_debian_tool,
     install_signal_handlers,
     log,
@@ -88,9 +90,17 @@ PLANS = {
 }
 
 
-def measure(target: Target, plan: Plan, wrk: str, workdir: Path) -> dict[str, Any]:
-    """The rows' figures for one started target."""
+def measure(target: Target, plan: Plan, wrk: str, workdir: Path, direct: Target | None) -> dict[str, Any]:
+    """The rows' figures for one started target. When direct is given, the upstreams are measured
+    again right before the target (same requests), so "added" compares figures taken moments apart."""
     result: dict[str, Any] = {"target": target.name, "server": target.server, "notes": list(target.notes)}
+    if direct is not None:
+        result["baseline"] = {"c1": sequential_latency(direct.chat_url, direct.headers, request_body(direct.model),
+                                                       plan.c1_requests, plan.c1_warmup, plan.phase_limit)}
+        if direct.stream_model and target.stream_model:
+            result["baseline"]["ttft"] = time_to_first_token(
+                direct.stream_url, direct.headers, request_body(direct.stream_model, stream=True),
+                plan.ttft_requests, plan.ttft_warmup, plan.phase_limit)
     log(f"{target.name}: concurrency 1, {plan.c1_requests} requests")
     result["c1"] = sequential_latency(target.chat_url, target.headers, request_body(target.model),
                                       plan.c1_requests, plan.c1_warmup, plan.phase_limit)
@@ -105,7 +115,13 @@ def measure(target: Target, plan: Plan, wrk: str, workdir: Path) -> dict[str, An
     log(f"{target.name}: concurrency {plan.connections}, wrk {plan.wrk_warmup:g}+{plan.wrk_seconds:g} s")
     result["c32"] = wrk_throughput(wrk, target.chat_url, target.headers, request_body(target.model), workdir,
                                    plan.connections, plan.wrk_seconds, plan.wrk_warmup)
+    reported = result["c1"].get("self_reported_overhead_p50_ms")
+    if reported is not None:
+        result["notes"].append(f"self-reported overhead p50 {reported:.2f} ms")
     result["memory"] = rss_mb(target.pid())
+    each = (result["memory"] or {}).get("per_process") or []
+    if len(each) > 1:
+        result["notes"].append(f"RSS of {len(each)} processes: " + " + ".join(f"{p['rss_mb']:.0f}" for p in each) + " MB")
     for phase in ("c1", "ttft"):
         if result.get(phase) and result[phase]["errors"]:
             result["notes"].append(f"{phase} errors: {result[phase]['errors']}")
@@ -131,19 +147,19 @@ def table(results: list[dict[str, Any]], baseline: dict[str, Any] | None, connec
             continue
         c1, c32, ttft, mem = r["c1"], r["c32"], r.get("ttft"), r.get("memory") or {}
         added50 = added99 = None
-        if baseline and r["target"] != "direct":
-            added50 = c1["p50_ms"] - baseline["c1"]["p50_ms"]
-            added99 = c1["p99_ms"] - baseline["c1"]["p99_ms"]
+        base = r.get("baseline") or baseline
+        if base and r["target"] != "direct":
+            added50 = c1["p50_ms"] - base["c1"]["p50_ms"]
+            added99 = c1["p99_ms"] - base["c1"]["p99_ms"]
             r["added_p50_ms"], r["added_p99_ms"] = added50, added99
-            if ttft and baseline.get("ttft"):
-                r["added_ttft_p50_ms"] = ttft["p50_ms"] - baseline["ttft"]["p50_ms"]
+            if ttft and base.get("ttft"):
+                r["added_ttft_p50_ms"] = ttft["p50_ms"] - base["ttft"]["p50_ms"]
         rss = fmt(mem.get("rss_mb"), 1)
         rows.append([r["target"], r["server"], "1", fmt(c1["p50_ms"]), fmt(c1["p99_ms"]), fmt(added50),
                      fmt(added99), "-", fmt(ttft["p50_ms"]) if ttft else "-", rss, "; ".join(
-                         n for n in r["notes"] if n.startswith("c1") or n.startswith("ttft") or "TTFT" in n)])
+                         n for n in r["notes"] if not n.startswith(f"c{connections} "))])
         rows.append([r["target"], r["server"], str(connections), fmt(c32["p50_ms"]), fmt(c32["p99_ms"]), "-", "-",
-                     fmt(c32["rps"], 0), "-", rss, "; ".join(n for n in r["notes"] if n.startswith("c32")
-                                                             or n.startswith(f"c{connections}"))])
+                     fmt(c32["rps"], 0), "-", rss, "; ".join(n for n in r["notes"] if n.startswith(f"c{connections} "))])
     return rows
 
 
@@ -160,27 +176,30 @@ def render(rows: list[list[str]]) -> str:
 
 
 def verdict(results: list[dict[str, Any]]) -> list[str]:
-    by = {r["target"]: r for r in results if not r.get("unavailable")}
+    """The issue's targets, per afmts server measured."""
+    ok = [r for r in results if not r.get("unavailable")]
+    litellm = next((r for r in ok if r["target"] == "litellm"), None)
     lines = []
-    afmts, litellm = by.get("afmts"), by.get("litellm")
-    if afmts:
+    for afmts in (r for r in ok if r["target"] == "afmts"):
+        who = f"afmts on {afmts['server'].split(' ')[0]}"
         added = afmts.get("added_p50_ms")
         if added is not None:
-            lines.append(f"afmts added p50 at concurrency 1: {added:.2f} ms (target < {ADDED_P50_TARGET_MS} ms): "
+            lines.append(f"{who}: added p50 at concurrency 1 {added:.2f} ms (target < {ADDED_P50_TARGET_MS} ms): "
                          + ("met" if added < ADDED_P50_TARGET_MS else "NOT met"))
         rss = (afmts.get("memory") or {}).get("rss_mb")
         if rss is not None:
-            lines.append(f"afmts RSS after load: {rss:.0f} MB (target < {RSS_TARGET_MB} MB): "
+            lines.append(f"{who}: RSS after load {rss:.0f} MB (target < {RSS_TARGET_MB} MB): "
                          + ("met" if rss < RSS_TARGET_MB else "NOT met"))
         if litellm and litellm["c32"]["rps"] > 0:
             ratio = afmts["c32"]["rps"] / litellm["c32"]["rps"]
             afmts["throughput_vs_litellm"] = ratio
-            lines.append(f"afmts / litellm throughput at concurrency 32: {ratio:.1f}x (target >= "
+            lines.append(f"{who}: throughput at concurrency 32 = {ratio:.1f}x LiteLLM's (target >= "
                          f"{THROUGHPUT_RATIO_TARGET}x): " + ("met" if ratio >= THROUGHPUT_RATIO_TARGET else "NOT met"))
     return lines
 
 
-def conditions(args: argparse.Namespace, plan: Plan, nginx_bin: str, litellm_version: str) -> dict[str, Any]:
+def conditions(args: argparse.Namespace, plan: Plan, nginx_bin: str, litellm_version: str,
+               busy: float) -> dict[str, Any]:
     cpu = "?"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -191,10 +210,10 @@ def conditions(args: argparse.Namespace, plan: Plan, nginx_bin: str, litellm_ver
         pass
     return {
         "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
-        "cpus": os.cpu_count(), "cpu": cpu, "loadavg_at_start": os.getloadavg()[0],
+        "cpus": os.cpu_count(), "cpu": cpu, "cpu_busy_at_start_pct": round(busy, 1),
         "python": platform.python_version(), "nginx": tool_version([nginx_bin, "-v"]) if nginx_bin else "?",
         "wrk": tool_version(["wrk", "--version"]).split(" Copyright")[0], "litellm": litellm_version or "-",
-        "server": args.server, "mode": "quick" if args.quick else "default",
+        "server": args.server, "app": args.app, "mode": "quick" if args.quick else "default",
         "c1": f"{plan.c1_requests} sequential requests after {plan.c1_warmup} warm-up, httpx keep-alive",
         "ttft": f"{plan.ttft_requests} sequential streamed requests after {plan.ttft_warmup}",
         "c32": f"wrk -t1 -c{plan.connections} {plan.wrk_warmup:g} s warm-up + {plan.wrk_seconds:g} s",
@@ -208,7 +227,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(TARGETS),
                         help="comma-separated targets among direct,litellm,afmts (direct always runs: it is the "
                              "baseline of 'added')")
-    parser.add_argument("--server", choices=SERVERS, default="daphne", help="the ASGI server of the afmts target")
+    parser.add_argument("--server", default="daphne",
+                        help="the ASGI server(s) of the afmts target, comma-separated among daphne,uvicorn,granian "
+                             "(uvicorn[standard] and granian are pip-installed into .venv when missing)")
+    parser.add_argument("--app", default="afmts.asgi:application",
+                        help="the ASGI application of the afmts target (e.g. afmts.asgi:django_app: Django alone)")
     parser.add_argument("--output", default=str(BENCH / "results" / "gateway.json"))
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (configs, server logs)")
     args = parser.parse_args(argv)
@@ -216,10 +239,15 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(wanted) - set(TARGETS)
     if unknown:
         parser.error(f"unknown target(s): {', '.join(sorted(unknown))}")
-    order = ["direct"] + [t for t in TARGETS if t in wanted and t != "direct"]
+    servers = [s.strip() for s in args.server.split(",") if s.strip()]
+    if not servers or set(servers) - set(SERVERS):
+        parser.error(f"--server: choose among {', '.join(SERVERS)}")
+    order = [("direct", "")] + [(t, "") for t in TARGETS if t in wanted and t == "litellm"]
+    order += [("afmts", server) for server in servers] if "afmts" in wanted else []
     plan = PLANS["quick" if args.quick else "default"]
     started = time.monotonic()
     install_signal_handlers()
+    busy = cpu_busy_percent(1.0)  # before anything of ours runs
     workdir = make_workdir()
     results: list[dict[str, Any]] = []
     nginx = fake = None
@@ -233,28 +261,32 @@ def main(argv: list[str] | None = None) -> int:
             log(f"no streaming upstream: {fake.unavailable} (TTFT not measured)")
         else:
             log(f"fake provider server on {fake.url}")
-        for name in order:
+        direct = DirectTarget("direct", nginx=nginx, fake=fake)
+        for name, server in order:
             if name == "direct":
-                target: Target = DirectTarget("direct", nginx=nginx, fake=fake)
+                target: Target = direct
             elif name == "litellm":
                 target = LiteLLMTarget("litellm", nginx=nginx, fake=fake, workdir=workdir)
             else:
-                target = AfmtsTarget("afmts", server=args.server, nginx=nginx, fake=fake, workdir=workdir)
-            log(f"starting {name}")
+                target = AfmtsTarget("afmts", asgi_server=server, app=args.app, nginx=nginx, fake=fake,
+                                     workdir=workdir / f"afmts-{server}")
+            log(f"starting {name} {server}".strip())
             t0 = time.monotonic()
             try:
                 target.start()
                 if not target.unavailable:
                     target.check()
                     log(f"{name} ready in {time.monotonic() - t0:.1f} s ({target.server})")
-                    results.append(measure(target, plan, wrk, workdir))
+                    results.append(measure(target, plan, wrk, workdir, None if name == "direct" else direct))
             except BenchError as exc:
                 target.unavailable = f"failed: {str(exc)[:300]}"
+            except Exception as exc:  # noqa: BLE001 - one broken target must not lose the others' figures
+                target.unavailable = f"failed: {type(exc).__name__}: {str(exc)[:300]}"
             finally:
                 if target.unavailable:
                     log(f"{name}: {target.unavailable}")
-                    results.append({"target": name, "server": target.server or (
-                        args.server if name == "afmts" else ""), "unavailable": target.unavailable})
+                    results.append({"target": name, "server": target.server or server,
+                                    "unavailable": target.unavailable})
                 if isinstance(target, LiteLLMTarget):
                     litellm_version = target.version
                 target.stop()
@@ -274,17 +306,20 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     baseline = next((r for r in results if r["target"] == "direct" and not r.get("unavailable")), None)
     rows = table(results, baseline, plan.connections)
-    cond = conditions(args, plan, nginx.binary if nginx else "", litellm_version)
+    cond = conditions(args, plan, nginx.binary if nginx else "", litellm_version, busy)
     cond["wall_seconds"] = round(time.monotonic() - started, 1)
     print(render(rows))
     print()
     print(
-        f"Conditions: {cond['date_utc']} UTC, {cond['cpus']} cores ({cond['cpu']}), load {cond['loadavg_at_start']:.2f}"
-        f" at start, Python {cond['python']}, {cond['nginx']}, {cond['wrk']}; upstream = nginx 1 worker with a "
+        f"Conditions: {cond['date_utc']} UTC, {cond['cpus']} cores ({cond['cpu']}), {busy:.0f} % busy"
+        f" before the start, Python {cond['python']}, {cond['nginx']}, {cond['wrk']}; upstream = nginx 1 worker with a "
         f"canned reply (streams: routing.fakes, no chunk delay), all on 127.0.0.1; targets run one at a time; "
         f"c1 = {cond['c1']}; TTFT = {cond['ttft']}; c{plan.connections} = {cond['c32']}; added = target minus "
-        f"direct in this run; RSS = VmRSS of the server's process tree after the load; wall {cond['wall_seconds']} s."
+        f"direct, re-measured just before each target; RSS = VmRSS of the server's process tree after the load; wall {cond['wall_seconds']} s."
     )
+    if busy > 15:
+        print(f"Note: the machine was {busy:.0f} % busy before the bench started (other work on the {cond['cpus']} "
+              "cores): figures are noisier than usual; compare ratios within this run.")
     for line in verdict(results):
         print(line)
     out = Path(args.output)

@@ -13,6 +13,8 @@ others' writes, and a cycle takes as long as its slowest provider, not the sum.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -26,6 +28,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from registry import bulk
 from registry.events import publish_many
 from registry.models import AIModel, ModelChange, ModelStatus, ModelType, Provider, ProviderStatus, Source
 from registry.selectors import model_instance_representation
@@ -85,6 +88,10 @@ def _fields_from_record(record) -> dict[str, Any]:
     }
 
 
+def fingerprint(fields: dict[str, Any]) -> str:
+    return hashlib.sha1(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def _jsonable(value: Any) -> Any:
     return float(value) if isinstance(value, Decimal) else value
 
@@ -108,24 +115,38 @@ def apply_listing(provider_id: int, listing, *, now: datetime | None = None) -> 
         records = {}
         for record in listing.models:
             records.setdefault(record.id, record)  # a listing that repeats an id keeps the first
-        existing = {m.model_id: m for m in AIModel.objects.filter(provider=provider)}
+        # Light rows first: an entry whose fingerprint matches what was last applied is unchanged,
+        # and its row is never decoded (most of a cycle, most of the time).
+        light = {
+            row[0]: row for row in AIModel.objects.filter(provider=provider).values_list(
+                "model_id", "pk", "fingerprint", "status", "last_seen", "source")
+        }
         to_create: list[AIModel] = []
         to_update: list[AIModel] = []
         update_fields: set[str] = set()
         stale_seen: list[int] = []
+        to_compare: dict[int, tuple[dict[str, Any], str]] = {}
         resolution = _last_seen_resolution()
 
         for model_id, record in records.items():
             fields = _fields_from_record(record)
+            digest = fingerprint(fields)
             result.seen += 1
             result.free += fields["is_free"]
-            model = existing.get(model_id)
-            if model is None:
+            row = light.get(model_id)
+            if row is None:
                 to_create.append(AIModel(
                     provider=provider, model_id=model_id, source=Source.DISCOVERED, first_seen=now, last_seen=now,
-                    **fields,
+                    fingerprint=digest, **fields,
                 ))
-                continue
+            elif row[2] != digest or row[3] == ModelStatus.RETIRED:
+                to_compare[row[1]] = (fields, digest)
+            elif row[4] is None or now - row[4] >= resolution:
+                stale_seen.append(row[1])
+
+        for model in AIModel.objects.filter(pk__in=to_compare) if to_compare else ():
+            fields, digest = to_compare[model.pk]
+            model_id = model.model_id
             pinned = set(model.pinned_fields or [])
             diff = {
                 name: (getattr(model, name), value)
@@ -134,29 +155,27 @@ def apply_listing(provider_id: int, listing, *, now: datetime | None = None) -> 
             }
             if model.status == ModelStatus.RETIRED and "status" not in pinned:
                 diff["status"] = (ModelStatus.RETIRED, ModelStatus.AVAILABLE)
-            if diff:
-                for name, (old, new) in diff.items():
-                    setattr(model, name, new)
-                    update_fields.add(name)
-                    changes.append(ModelChange(
-                        model=model, public_id=f"{provider.slug}/{model_id}", event="model_updated", field=name,
-                        old=_jsonable(old) if name != "metadata" else None,
-                        new=_jsonable(new) if name != "metadata" else None, at=now,
-                    ))
-                model.last_seen = model.updated_at = now
-                to_update.append(model)
-                result.changed += 1
-                events.append(("model_updated", {"model": model, "changed": sorted(diff)}))
-                if "is_free" in diff:
-                    events.append(("model_became_free" if model.is_free else "model_stopped_being_free", {"model": model}))
-            elif model.last_seen is None or now - model.last_seen >= resolution:
-                stale_seen.append(model.pk)
+            model.fingerprint = digest
+            update_fields.add("fingerprint")
+            model.last_seen = model.updated_at = now
+            to_update.append(model)
+            if not diff:
+                continue  # only pinned fields differ (or a first look at a manual model): remember it
+            for name, (old, new) in diff.items():
+                setattr(model, name, new)
+                update_fields.add(name)
+                changes.append(ModelChange(
+                    model=model, public_id=f"{provider.slug}/{model_id}", event="model_updated", field=name,
+                    old=_jsonable(old) if name != "metadata" else None,
+                    new=_jsonable(new) if name != "metadata" else None, at=now,
+                ))
+            result.changed += 1
+            events.append(("model_updated", {"model": model, "changed": sorted(diff)}))
+            if "is_free" in diff:
+                events.append(("model_became_free" if model.is_free else "model_stopped_being_free", {"model": model}))
 
         if to_create:
-            created = AIModel.objects.bulk_create(to_create)
-            if any(m.pk is None for m in created):
-                by_id = {m.model_id: m for m in AIModel.objects.filter(provider=provider, model_id__in=[m.model_id for m in created])}
-                created = [by_id[m.model_id] for m in created]
+            created = bulk.insert(AIModel, to_create)
             writes += 1
             for model in created:
                 result.new += 1
@@ -177,11 +196,12 @@ def apply_listing(provider_id: int, listing, *, now: datetime | None = None) -> 
             writes += 1
 
         grace = timedelta(seconds=settings.AFMTS_RETIRE_GRACE_SECONDS)
-        gone = [
-            m for model_id, m in existing.items()
-            if model_id not in records and m.source == Source.DISCOVERED and m.status != ModelStatus.RETIRED
-            and "status" not in (m.pinned_fields or []) and (m.last_seen is None or now - m.last_seen >= grace)
+        gone_pks = [
+            row[1] for model_id, row in light.items()
+            if model_id not in records and row[5] == Source.DISCOVERED and row[3] != ModelStatus.RETIRED
+            and (row[4] is None or now - row[4] >= grace)
         ]
+        gone = [m for m in AIModel.objects.filter(pk__in=gone_pks) if "status" not in (m.pinned_fields or [])] if gone_pks else []
         if gone:
             AIModel.objects.filter(pk__in=[m.pk for m in gone]).update(status=ModelStatus.RETIRED, updated_at=now)
             writes += 1
@@ -201,10 +221,11 @@ def apply_listing(provider_id: int, listing, *, now: datetime | None = None) -> 
             if provider_fields.get("status") == ProviderStatus.UP:
                 events.append(("provider_up", {"provider": provider.slug, "models": result.seen}))
         if changes:
-            ModelChange.objects.bulk_create(changes, batch_size=1000)
+            bulk.insert(ModelChange, changes)
             writes += 1
         if events:
-            publish_many([(name, _event_data(provider, data)) for name, data in events])
+            # Model representations are JSON already: no round trip through the encoder.
+            publish_many([(name, _event_data(provider, data)) for name, data in events], json_ready=True)
             writes += 1
     result.writes = writes
     result.events = [name for name, _ in events]
@@ -228,8 +249,14 @@ def _provider_success_fields(provider: Provider, now: datetime) -> dict[str, Any
 
 
 def _event_data(provider: Provider, data: dict) -> dict:
+    """A model event's data: the model as the API shows it, without the provider's raw metadata
+    (often kilobytes; GET /api/models/{id} has it)."""
     model = data.pop("model", None)
-    return data if model is None else {**model_instance_representation(model, provider), **data}
+    if model is None:
+        return data
+    shown = model_instance_representation(model, provider)
+    shown.pop("metadata", None)
+    return {**shown, **data}
 
 
 def record_failure(provider_id: int, error: str, *, now: datetime | None = None) -> ProviderResult:

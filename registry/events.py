@@ -25,7 +25,7 @@ from django.db.models import F
 from django.utils import timezone
 from rest_framework.utils.encoders import JSONEncoder
 
-from registry import version
+from registry import bulk, version
 from registry.models import Event, RegistryState
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,9 @@ def publish(event: str, data: dict[str, Any]) -> dict[str, Any]:
     return publish_many([(event, data)])[0]
 
 
-def publish_many(events: list[tuple[str, dict[str, Any]]], *, registry_change: bool = True) -> list[dict[str, Any]]:
+def publish_many(
+    events: list[tuple[str, dict[str, Any]]], *, registry_change: bool = True, json_ready: bool = False,
+) -> list[dict[str, Any]]:
     """Record and broadcast several events with one version bump and one insert (discovery).
     Events that change nothing in the registry (request_routed, circuit_*) pass
     `registry_change=False`: they do not make every process rebuild its snapshot."""
@@ -55,11 +57,10 @@ def publish_many(events: list[tuple[str, dict[str, Any]]], *, registry_change: b
         if registry_change and not RegistryState.objects.filter(pk=1).update(version=F("version") + 1):
             RegistryState.objects.get_or_create(pk=1, defaults={"version": 1})
         db_version = RegistryState.objects.values_list("version", flat=True).filter(pk=1).first() or 0
-        rows = Event.objects.bulk_create(
-            [Event(event=name, data=_jsonable(data), ts=now, version=db_version, origin=ORIGIN) for name, data in events]
-        )
-        if rows[-1].id is None:  # backends that do not return ids from bulk inserts
-            rows = list(Event.objects.filter(version=db_version).order_by("id"))
+        rows = bulk.insert(Event, [
+            Event(event=name, data=data if json_ready else _jsonable(data), ts=now, version=db_version, origin=ORIGIN)
+            for name, data in events
+        ])
         last = rows[-1].id
         if last // 100 != (last - len(rows)) // 100:
             Event.objects.filter(id__lte=last - settings.AFMTS_EVENTS_KEEP).delete()
@@ -73,16 +74,21 @@ def publish_many(events: list[tuple[str, dict[str, Any]]], *, registry_change: b
 def _after_commit(messages: list[dict[str, Any]], db_version: int | None) -> None:
     if db_version is not None:
         version.bump_local(db_version)
-    for message in messages:
-        broadcast(message)
+    broadcast(*messages)
 
 
-def broadcast(message: dict[str, Any]) -> None:
-    """Send an envelope to every WebSocket client; a broken channel layer never fails the write."""
+def broadcast(*messages: dict[str, Any]) -> None:
+    """Send envelopes to every WebSocket client, in one go (a discovery cycle publishes thousands);
+    a broken channel layer never fails the write."""
     layer = get_channel_layer()
-    if layer is None:
+    if layer is None or not messages:
         return
+
+    async def send_all() -> None:
+        for message in messages:
+            await layer.group_send(GROUP, {"type": "event.message", "message": message})
+
     try:
-        async_to_sync(layer.group_send)(GROUP, {"type": "event.message", "message": message})
+        async_to_sync(send_all)()
     except Exception:  # noqa: BLE001 - the write is committed; losing a live notification is not fatal
-        log.exception("could not broadcast event %s", message.get("event"))
+        log.exception("could not broadcast %d event(s)", len(messages))

@@ -143,6 +143,8 @@ class AIModel(QuotaFields):
     disabled = models.BooleanField(default=False)
     pinned_fields = models.JSONField(default=list, blank=True, help_text="Fields discovery must not overwrite.")
     priority = models.IntegerField(default=0, help_text="Higher ranks first among otherwise equal models.")
+    # Digest of the listing entry discovery last applied: an unchanged entry is skipped unread.
+    fingerprint = models.CharField(max_length=40, blank=True, default="", editable=False)
 
     class Meta:
         verbose_name = "AI model"
