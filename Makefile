@@ -28,7 +28,7 @@ run: migrate
 
 # Server mode runs these as separate processes (several web replicas, many workers, one beat).
 web: migrate
-	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) afmts.asgi:application
+	$(PY) manage.py serve --no-worker --host $(HOST) --port $(PORT)
 worker: venv
 	$(VENV)/bin/celery -A afmts worker -l info
 beat: venv

@@ -65,6 +65,8 @@ DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 PORT = env.int("PORT", default=3001)
+# ASGI server of `make run` / `make web`: uvicorn (uvloop + httptools), measured fastest here; or daphne.
+AFMTS_SERVER = env("AFMTS_SERVER", default="uvicorn")
 
 INSTALLED_APPS = [
     "daphne",
@@ -263,8 +265,9 @@ AFMTS_GATEWAY_ATTEMPT_SECONDS = env.float("AFMTS_GATEWAY_ATTEMPT_SECONDS", defau
 AFMTS_GATEWAY_MAX_BODY_BYTES = env.int("AFMTS_GATEWAY_MAX_BODY_BYTES", default=20 * 1024 * 1024)
 # /api/tasks/route: how long an agent may take to answer a task.
 AFMTS_AGENT_CALL_SECONDS = env.float("AFMTS_AGENT_CALL_SECONDS", default=30.0)
-# Outbound HTTP to providers: httpx on aiohttp's pool ("aiohttp", the measured choice) or plain httpx.
-AFMTS_UPSTREAM_TRANSPORT = env("AFMTS_UPSTREAM_TRANSPORT", default="aiohttp")
+# Outbound HTTP to providers: "native" (aiohttp, measured fastest), "aiohttp" (httpx on aiohttp's
+# pool) or "httpx" (plain httpx). See routing/providers/http.py.
+AFMTS_UPSTREAM_TRANSPORT = env("AFMTS_UPSTREAM_TRANSPORT", default="native")
 # A provider whose listing failed this many times in a row is down.
 AFMTS_PROVIDER_DOWN_AFTER = env.int("AFMTS_PROVIDER_DOWN_AFTER", default=2)
 

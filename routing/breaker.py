@@ -1,7 +1,7 @@
 """Circuit breakers, one per model and one per provider.
 
 closed ──(more than `failures` failures within `window` s, or ≥ `ratio` failing over at least
-          `min_requests`)──▶ open ──(cool-down passed)──▶ half-open: one trial request
+          `min_requests` requests since the first recent failure)──▶ open ──(cool-down passed)──▶ half-open: one trial request
 half-open ──success──▶ closed;  half-open ──failure──▶ open again, cool-down doubled (capped)
 
 Defaults follow LiteLLM's cooldowns (FIELD.md): more than 3 failures a minute or ≥ 50 % failing,
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -37,17 +38,38 @@ class BreakerState:
     state: str = CLOSED
     open_until: float = 0.0
     cooldown: float = 0.0
-    # (time, ok) of recent outcomes within the window
-    outcomes: list[tuple[float, bool]] = field(default_factory=list)
+    # [second, requests, failures] per second of the window, kept only while failures are recent:
+    # a healthy key records nothing, so the happy path costs one read.
+    buckets: list[list[int]] = field(default_factory=list)
     trial_at: float = 0.0  # when a half-open trial was let through
 
+    def prune(self, now: float, window: float) -> None:
+        oldest = int(now - window)
+        if self.buckets and self.buckets[0][0] <= oldest:
+            self.buckets = [b for b in self.buckets if b[0] > oldest]
+
+    def counts(self) -> tuple[int, int]:
+        return sum(b[1] for b in self.buckets), sum(b[2] for b in self.buckets)
+
+    def add(self, now: float, ok: bool) -> None:
+        second = int(now)
+        if self.buckets and self.buckets[-1][0] == second:
+            self.buckets[-1][1] += 1
+            self.buckets[-1][2] += not ok
+        else:
+            self.buckets.append([second, 1, int(not ok)])
+
+    def healthy(self, now: float, window: float) -> bool:
+        """Closed, with no failure in the window: a success changes nothing."""
+        return self.state == CLOSED and not any(b[2] for b in self.buckets if b[0] > now - window)
+
     def as_dict(self, now: float) -> dict:
-        failures = sum(1 for _, ok in self.outcomes if not ok)
+        requests, failures = self.counts()
         return {
             "state": HALF_OPEN if self.state == OPEN and now >= self.open_until else self.state,
             "openForSeconds": round(max(0.0, self.open_until - now), 3) if self.state == OPEN else 0.0,
             "recentFailures": failures,
-            "recentRequests": len(self.outcomes),
+            "recentRequests": requests,
         }
 
 
@@ -79,19 +101,29 @@ class RedisStore:
     """Breaker state as JSON under `afmts:brk:<key>`, updated under a short per-key lock
     (SET NX PX) so concurrent processes apply transitions one at a time."""
 
+    # Reads are cached this long in the process: the hot path asks for two keys per request.
+    READ_CACHE_SECONDS = 0.25
+
     def __init__(self, client, prefix: str = "afmts:brk:"):
         self.redis = client
         self.prefix = prefix
+        self._cache: dict[str, tuple[float, BreakerState | None]] = {}
 
     def _load(self, raw) -> BreakerState | None:
         if not raw:
             return None
         data = json.loads(raw)
-        data["outcomes"] = [tuple(o) for o in data.get("outcomes", [])]
+        data.pop("outcomes", None)
         return BreakerState(**data)
 
     def get(self, key: str) -> BreakerState | None:
-        return self._load(self.redis.get(self.prefix + key))
+        now = time.monotonic()
+        hit = self._cache.get(key)
+        if hit is not None and now - hit[0] < self.READ_CACHE_SECONDS:
+            return hit[1]
+        state = self._load(self.redis.get(self.prefix + key))
+        self._cache[key] = (now, state)
+        return state
 
     def update(self, key: str, fn):
         name = self.prefix + key
@@ -99,7 +131,8 @@ class RedisStore:
             state = self._load(self.redis.get(name)) or BreakerState()
             result = fn(state)
             self.redis.set(name, json.dumps(state.__dict__), ex=3600)
-            return state, result
+        self._cache[key] = (time.monotonic(), state)
+        return state, result
 
     def items(self) -> list[tuple[str, BreakerState]]:
         keys = [k for k in self.redis.scan_iter(self.prefix + "*") if not k.endswith(b":lock")]
@@ -133,20 +166,25 @@ class Breakers:
     def record(self, key: str, ok: bool, now: float, retry_after: float | None = None) -> str | None:
         """Record an outcome; returns "opened" or "closed" when the breaker changed state."""
         cfg = self.config
+        if ok:
+            current = self.store.get(key)
+            if current is None or current.healthy(now, cfg.window):
+                return None  # the happy path: nothing to record
 
         def apply(s: BreakerState) -> str | None:
-            s.outcomes = [(t, o) for t, o in s.outcomes if now - t < cfg.window]
-            s.outcomes.append((now, ok))
+            s.prune(now, cfg.window)
             if ok:
                 if s.state == OPEN and now >= s.open_until:  # the half-open trial succeeded
-                    s.state, s.cooldown, s.outcomes, s.trial_at = CLOSED, 0.0, [], 0.0
+                    s.state, s.cooldown, s.buckets, s.trial_at = CLOSED, 0.0, [], 0.0
                     return "closed"
+                if s.healthy(now, cfg.window):
+                    return None
+                s.add(now, ok)  # successes count only while failures are recent (the ratio rule)
                 return None
-            failures = sum(1 for _, o in s.outcomes if not o)
+            s.add(now, ok)
+            requests, failures = s.counts()
             trial_failed = s.state == OPEN and now >= s.open_until
-            tripped = failures > cfg.failures or (
-                len(s.outcomes) >= cfg.min_requests and failures / len(s.outcomes) >= cfg.ratio
-            )
+            tripped = failures > cfg.failures or (requests >= cfg.min_requests and failures / requests >= cfg.ratio)
             if not (trial_failed or tripped or retry_after):
                 return None
             cooldown = min(cfg.max_cooldown, s.cooldown * 2) if trial_failed and s.cooldown else cfg.cooldown
@@ -160,4 +198,4 @@ class Breakers:
         return change
 
     def snapshot(self, now: float) -> dict[str, dict]:
-        return {key: state.as_dict(now) for key, state in self.store.items() if state.state != CLOSED or state.outcomes}
+        return {key: state.as_dict(now) for key, state in self.store.items() if state.state != CLOSED or state.buckets}

@@ -196,22 +196,20 @@ class Gateway:
 
     async def _execute(self, call: Call, view, p, send: Send, receive: Receive, *, method: str,
                        shape: Callable[[dict, Call], dict]) -> None:
-        """Run a non-streaming call, cancelling the upstream request if the client goes away."""
+        """Run a non-streaming call; a client that goes away cancels it (and so the upstream request)."""
         watch = DisconnectWatch(receive)
-        watch.start()
-        work = asyncio.ensure_future(run(call, p, view, method=method, max_attempts=settings.AFMTS_GATEWAY_MAX_ATTEMPTS))
+        watch.start(cancel_on_leave=True)
         try:
-            done, _ = await asyncio.wait({work, watch.task}, return_when=asyncio.FIRST_COMPLETED)
-            if work not in done:
-                work.cancel()
-                call.outcome.status = "client_disconnected"
-                self._record(call, 499)
-                return
-            try:
-                result = work.result()
-            except GatewayError as exc:
-                self._record(call, exc.status, exc)
+            result = await run(call, p, view, method=method, max_attempts=settings.AFMTS_GATEWAY_MAX_ATTEMPTS)
+        except GatewayError as exc:
+            self._record(call, exc.status, exc)
+            raise
+        except asyncio.CancelledError:
+            if not watch.left:
                 raise
+            call.outcome.status = "client_disconnected"
+            self._record(call, 499)
+            return
         finally:
             watch.cancel()
         body = shape(result, call)

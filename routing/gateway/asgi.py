@@ -78,16 +78,23 @@ async def end_body(send: Send) -> None:
 
 
 class DisconnectWatch:
-    """Resolves when the client disconnects (after the body was read), so work for it can stop."""
+    """Watches for the client's disconnect (after the body was read). With `cancel_on_leave`, the
+    task that started it is cancelled when the client leaves, so upstream work for it stops."""
 
     def __init__(self, receive: Receive):
         self._receive = receive
         self.task: asyncio.Task | None = None
+        self.left = False
 
-    def start(self) -> asyncio.Task:
+    def start(self, cancel_on_leave: bool = False) -> asyncio.Task:
+        owner = asyncio.current_task() if cancel_on_leave else None
+
         async def wait() -> None:
             while (await self._receive())["type"] != "http.disconnect":
                 pass
+            self.left = True
+            if owner is not None:
+                owner.cancel()
 
         self.task = asyncio.ensure_future(wait())
         return self.task
@@ -98,4 +105,4 @@ class DisconnectWatch:
 
     @property
     def gone(self) -> bool:
-        return self.task is not None and self.task.done() and not self.task.cancelled()
+        return self.left

@@ -169,7 +169,8 @@ async def run(call: Call, plan: Plan, view: View, *, method: str, max_attempts: 
         live.started(m)
         t0 = time.perf_counter()
         try:
-            result = await asyncio.wait_for(getattr(adapter, method)(_upstream_body(call.body, m)), call.attempt_timeout())
+            async with asyncio.timeout(call.attempt_timeout()):  # no extra task, unlike wait_for
+                result = await getattr(adapter, method)(_upstream_body(call.body, m))
         except (TimeoutError, ProviderError) as exc:
             latency = time.perf_counter() - t0
             call.upstream_seconds += latency
@@ -219,7 +220,8 @@ async def open_stream(call: Call, plan: Plan, view: View, *, max_attempts: int) 
         live.started(m)
         stream = adapter.stream(_upstream_body(call.body, m))
         try:
-            first = await asyncio.wait_for(anext(stream), call.attempt_timeout())
+            async with asyncio.timeout(call.attempt_timeout()):
+                first = await anext(stream)
         except StopAsyncIteration:
             exc = MalformedReply("the stream ended before any chunk", provider=m.provider)
             error: BaseException = exc

@@ -19,6 +19,7 @@ Contract for a subclass:
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import json
 import re
@@ -28,7 +29,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+import aiohttp
 import httpx
+import orjson
 
 from routing.providers import tables
 from routing.providers.errors import (
@@ -42,7 +45,7 @@ from routing.providers.errors import (
     Timeout,
     UpstreamUnavailable,
 )
-from routing.providers.http import Timeouts, shared_client
+from routing.providers.http import TRANSPORT_ERRORS, Timeouts, fetch, open_stream, shared_client
 from routing.providers.ratelimits import parse_duration, parse_rate_limit_headers
 from routing.providers.streams import SSEDecoder
 from routing.providers.types import Listing, ModelRecord, RateLimitInfo, empty_quota
@@ -54,6 +57,7 @@ _CONTEXT_HINTS = ("context_length_exceeded", "context length", "maximum context"
 _RETRY_IN = re.compile(r"(?:try again|retry) in ([0-9.]+(?:ms|s|m|h)(?:[0-9.]+(?:ms|s))*)", re.I)
 
 
+@functools.lru_cache(maxsize=1024)
 def is_loopback_url(url: str) -> bool:
     host = (urlsplit(url).hostname or "").strip("[]")
     if host == "localhost" or host.endswith(".localhost"):
@@ -465,9 +469,9 @@ class Adapter:
         if isinstance(exc, httpx.ConnectTimeout) and ("Connect call failed" in str(exc) or "Cannot connect" in str(exc)):
             # httpx-aiohttp 0.2 reports a refused connection as a ConnectTimeout: the host is down, not slow.
             return UpstreamUnavailable(f"cannot connect: {exc}", provider=self.kind)
-        if isinstance(exc, httpx.TimeoutException | TimeoutError):
+        if isinstance(exc, httpx.TimeoutException | TimeoutError | aiohttp.ServerTimeoutError):
             return Timeout(f"{type(exc).__name__}: {exc}" or "timed out", provider=self.kind)
-        if isinstance(exc, httpx.HTTPError):
+        if isinstance(exc, httpx.HTTPError | aiohttp.ClientError):
             return UpstreamUnavailable(f"{type(exc).__name__}: {exc}", provider=self.kind)
         if isinstance(exc, ValueError | KeyError | TypeError | IndexError):
             return MalformedReply(f"{type(exc).__name__}: {exc}", provider=self.kind)
@@ -478,8 +482,8 @@ class Adapter:
     def client(self) -> httpx.AsyncClient:
         return self._client or shared_client(self.kind, self.base_url, self.timeouts)
 
-    def _observe(self, response: httpx.Response) -> RateLimitInfo:
-        info = self.parse_rate_limit(response.headers)
+    def _observe(self, headers: Any) -> RateLimitInfo:
+        info = self.parse_rate_limit(headers)
         if info:
             self.last_rate_limit = info
             if self.on_rate_limit is not None:
@@ -491,26 +495,26 @@ class Adapter:
         """One request, read whole within the total deadline; returns the parsed JSON body."""
         try:
             async with asyncio.timeout(self.timeouts.total):
-                response = await self.client.request(
-                    method, self.base_url + path, headers=headers if headers is not None else self.headers(),
-                    params=params, content=dumps(body).encode() if body is not None else None,
-                    timeout=self.timeouts.httpx(),
+                reply = await fetch(
+                    self.kind, self.base_url, self.timeouts, method, self.base_url + path,
+                    headers=headers if headers is not None else self.headers(), params=params,
+                    content=dumps(body).encode() if body is not None else None, client=self._client,
                 )
         except TimeoutError as exc:
             raise Timeout(f"no complete reply within {self.timeouts.total:g} s", provider=self.kind) from exc
-        except httpx.HTTPError as exc:
+        except TRANSPORT_ERRORS as exc:
             raise self.error_from_exception(exc) from exc
-        self._observe(response)
-        if response.status_code >= 400:
-            raise self.error_from_response(response.status_code, response.headers, response.content)
+        self._observe(reply.headers)
+        if reply.status >= 400:
+            raise self.error_from_response(reply.status, reply.headers, reply.content)
         try:
-            payload = response.json()
+            payload = orjson.loads(reply.content)
         except ValueError as exc:
-            raise MalformedReply(f"not JSON: {response.text[:200]!r}", status=response.status_code,
+            raise MalformedReply(f"not JSON: {reply.content[:200]!r}", status=reply.status,
                                  provider=self.kind) from exc
         if isinstance(payload, dict) and payload.get("error") and not payload.get("choices"):
             # An error delivered with a 200 (OpenRouter does this).
-            raise self.error_from_payload(payload, None, response.headers)
+            raise self.error_from_payload(payload, None, reply.headers)
         return payload
 
     async def list_models(self) -> Listing:
@@ -547,18 +551,18 @@ class Adapter:
         parser = self.stream_parser(req)
         deadline = time.monotonic() + self.timeouts.total
         try:
-            async with self.client.stream("POST", self.base_url + path, headers=headers,
-                                          content=dumps(body).encode(), timeout=self.timeouts.httpx()) as response:
-                self._observe(response)
-                if response.status_code >= 400:
-                    raise self.error_from_response(response.status_code, response.headers, await response.aread())
+            async with open_stream(self.kind, self.base_url, self.timeouts, "POST", self.base_url + path,
+                                   headers=headers, content=dumps(body).encode(), client=self._client) as response:
+                self._observe(response.headers)
+                if response.status >= 400:
+                    raise self.error_from_response(response.status, response.headers, await response.read())
                 if response.headers.get("content-type", "").startswith("application/json") and \
                         self.request_format.startswith("openai"):
                     # A JSON body instead of a stream: an error sent with a 200.
-                    raw = await response.aread()
-                    raise self.error_from_response(response.status_code, response.headers, raw) \
+                    raw = await response.read()
+                    raise self.error_from_response(response.status, response.headers, raw) \
                         if b'"error"' in raw else MalformedReply("expected a stream", provider=self.kind)
-                async for data in response.aiter_bytes():
+                async for data in response.chunks():
                     for item in parser.feed(data):
                         yield item
                     if time.monotonic() > deadline:
@@ -567,7 +571,7 @@ class Adapter:
                     yield item
         except ProviderError:
             raise
-        except (httpx.HTTPError, ValueError, KeyError, TypeError, IndexError) as exc:
+        except (*TRANSPORT_ERRORS, ValueError, KeyError, TypeError, IndexError) as exc:
             raise self.error_from_exception(exc) from exc
 
     async def embed(self, request: dict) -> dict:

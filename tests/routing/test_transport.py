@@ -1,4 +1,5 @@
-"""The same adapter behaviour on both transports (setting AFMTS_UPSTREAM_TRANSPORT: "httpx" or "aiohttp")."""
+"""The same adapter behaviour on every transport (setting AFMTS_UPSTREAM_TRANSPORT: "httpx", "aiohttp"
+(httpx on aiohttp's pool) or "native" (aiohttp directly))."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from routing.providers.http import Timeouts
 from tests.routing.conftest import chat_request
 
 
-@pytest.fixture(autouse=True, params=["httpx", "aiohttp"])
+@pytest.fixture(autouse=True, params=["httpx", "aiohttp", "native"])
 def transport(request, settings) -> str:
     settings.AFMTS_UPSTREAM_TRANSPORT = request.param
     return request.param
@@ -27,7 +28,8 @@ async def test_stream_is_incremental_on_either_transport(make_adapter, fake, kin
 
 async def test_errors_are_typed_the_same_on_either_transport(make_adapter, fake, transport):
     adapter = make_adapter("groq", timeouts=Timeouts(connect=1, read=0.3, write=1, pool=1, total=5))
-    assert (type(adapter.client._transport).__name__ == "AiohttpTransport") is (transport == "aiohttp")
+    if transport != "native":
+        assert (type(adapter.client._transport).__name__ == "AiohttpTransport") is (transport == "aiohttp")
     fake.state.push("groq", "rate_limit", retry_after=7)
     with pytest.raises(RateLimited) as caught:
         await adapter.chat(chat_request("groq"))

@@ -17,6 +17,18 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 
+def web_command(host: str, port: int) -> list[str]:
+    """The ASGI server: uvicorn with uvloop and httptools, the measured choice (README, "Gateway
+    performance"); AFMTS_SERVER=daphne runs Daphne instead."""
+    if settings.AFMTS_SERVER == "daphne":
+        return [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "--proxy-headers", "afmts.asgi:application"]
+    return [
+        sys.executable, "-m", "uvicorn", "afmts.asgi:application", "--host", host, "--port", str(port),
+        "--loop", "uvloop", "--http", "httptools", "--ws", "websockets", "--lifespan", "off", "--proxy-headers",
+        "--no-access-log", "--timeout-keep-alive", "75",
+    ]
+
+
 class Command(BaseCommand):
     help = "Run web server + Celery worker/beat (+ demo providers) together; Ctrl-C stops all."
 
@@ -35,9 +47,7 @@ class Command(BaseCommand):
                 sys.executable, "-m", "celery", "-A", "afmts", "worker", "--beat", "-l", "info",
                 "--concurrency", str(concurrency), "--hostname", f"afmts-{port}@%h",
             ]
-        commands["web"] = [
-            sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "--proxy-headers", "afmts.asgi:application",
-        ]
+        commands["web"] = web_command(host, port)
         env = {**os.environ, "PORT": str(port)}
         procs: dict[str, subprocess.Popen] = {}
         stopping = False
