@@ -8,7 +8,8 @@ reliabilities, contexts) with bulk_create, then:
 
 1. the ranking alone, in this process: `selectors.rank` over the in-memory snapshot, and
    `selectors.model_find` (rank + the top 20 as API JSON with their score parts);
-2. the HTTP call: the real ASGI app under Daphne (a subprocess on a free port, same data folder),
+2. the HTTP call: the real ASGI app under the project's ASGI server (`manage.py serve`'s web command:
+   uvicorn by default) in a subprocess on a free port, same data folder,
    one keep-alive client sending the same criteria sequentially after a warm-up.
 
 Prints one table (operation, n, p50 ms, p95 ms, target, met?). It reports; it never fails the caller.
@@ -45,6 +46,7 @@ import django  # noqa: E402
 django.setup()
 
 import httpx  # noqa: E402
+from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
 from registry import selectors, services, version  # noqa: E402
@@ -206,9 +208,11 @@ def free_port() -> int:
 def bench_http(key: str, runs: int, warmup: int, write_runs: int) -> list[tuple[str, list[float], float | None]] | str:
     """The timed rows, or why there are none."""
     port = free_port()
-    with open(DATA_DIR / "daphne.log", "wb") as log:
+    from registry.management.commands.serve import web_command
+
+    with open(DATA_DIR / "server.log", "wb") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "afmts.asgi:application"],
+            web_command("127.0.0.1", port),
             cwd=ROOT, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT,
         )
         try:
@@ -229,14 +233,14 @@ def _time_http(server: subprocess.Popen, base: str, key: str, runs: int, warmup:
         deadline = time.monotonic() + 30
         while True:
             if server.poll() is not None:
-                return f"daphne exited with {server.returncode}: {(DATA_DIR / 'daphne.log').read_text()[-500:]}"
+                return f"the server exited with {server.returncode}: {(DATA_DIR / 'server.log').read_text()[-500:]}"
             try:
                 if client.get("/health").status_code in (200, 503):
                     break
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                return "daphne did not answer within 30 s"
+                return "the server did not answer within 30 s"
             time.sleep(0.1)
 
         def call(i: int) -> None:
@@ -255,7 +259,7 @@ def _time_http(server: subprocess.Popen, base: str, key: str, runs: int, warmup:
             client.patch(f"/api/models/{target}", json={"description": f"bench edit {i}"}).raise_for_status()
             after_write += timed(call, 1)
         return [
-            ("POST /api/models/find over HTTP (Daphne, 1 client)", steady, HTTP_TARGET_MS),
+            (f"POST /api/models/find over HTTP ({settings.AFMTS_SERVER}, 1 client)", steady, HTTP_TARGET_MS),
             ("POST /api/models/find, first after a registry write", after_write, None),
         ]
 

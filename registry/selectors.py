@@ -85,9 +85,10 @@ def model_instance_representation(model: AIModel, provider=None) -> dict[str, An
     return model_representation(row)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ModelView:
-    """What ranking needs of one model, precomputed; `api` is its full API representation."""
+    """What ranking needs of one model, precomputed; `api` is its full API representation, built
+    on first use (most models of a snapshot are never shown)."""
 
     pk: int
     public_id: str
@@ -116,13 +117,21 @@ class ModelView:
     search_text: str
     parts: dict[str, float]
     base: dict[str, float]  # static total per policy (load = quota = 1)
-    api: dict[str, Any] = field(repr=False)
+    row: dict[str, Any] = field(repr=False)
+    _api: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def api(self) -> dict[str, Any]:
+        if self._api is None:
+            self._api = model_representation(self.row)
+        return self._api
 
 
 def _view(row: dict[str, Any]) -> ModelView:
-    api = model_representation(row)
+    input_price, output_price = _num(row["input_price"]), _num(row["output_price"])
+    public_id = f"{row['provider__slug']}/{row['model_id']}"
     parts = static_parts(
-        is_free=row["is_free"], input_price=api["inputPrice"], output_price=api["outputPrice"],
+        is_free=row["is_free"], input_price=input_price, output_price=output_price,
         latency_ms=row["latency_ms"], reliability=row["reliability"],
     )
     degraded = row["status"] == ModelStatus.DEGRADED
@@ -131,10 +140,10 @@ def _view(row: dict[str, Any]) -> ModelView:
         for policy, weights in POLICIES.items()
     }
     return ModelView(
-        pk=row["id"], public_id=api["publicId"], provider=row["provider__slug"], provider_id=row["provider_id"],
+        pk=row["id"], public_id=public_id, provider=row["provider__slug"], provider_id=row["provider_id"],
         provider_kind=row["provider__kind"], type=row["type"],
-        capabilities=frozenset(api["capabilities"]), tags=frozenset(api["tags"]), status=row["status"],
-        is_free=row["is_free"], input_price=api["inputPrice"], output_price=api["outputPrice"],
+        capabilities=frozenset(row["capabilities"] or ()), tags=frozenset(row["tags"] or ()), status=row["status"],
+        is_free=row["is_free"], input_price=input_price, output_price=output_price,
         context_window=row["context_window"], max_output_tokens=row["max_output_tokens"],
         latency_ms=row["latency_ms"], reliability=row["reliability"], priority=row["priority"],
         free_rpm=row["free_rpm"], free_rpd=row["free_rpd"], free_tpm=row["free_tpm"], free_tpd=row["free_tpd"],
@@ -144,8 +153,8 @@ def _view(row: dict[str, Any]) -> ModelView:
             and row["status"] != ModelStatus.RETIRED
         ),
         is_demo=row["provider__is_demo"],
-        search_text=" ".join((api["publicId"], row["name"], row["description"])).lower(),
-        parts=parts, base=base, api=api,
+        search_text=" ".join((public_id, row["name"], row["description"])).lower(),
+        parts=parts, base=base, row=row,
     )
 
 
@@ -159,6 +168,16 @@ class Snapshot:
     by_pk: dict[int, ModelView]
     by_public_id: dict[str, ModelView]
     ranked: dict[str, tuple[ModelView, ...]]
+    # (policy, "cap:<c>" | "type:<t>" | "provider:<slug>" | "free") -> that slice of ranked[policy],
+    # so a selective query walks a short list (a rare capability, one provider).
+    index: dict[tuple[str, str], list[ModelView]]
+
+
+def _keys(m: ModelView) -> list[str]:
+    keys = [f"cap:{c}" for c in m.capabilities] + [f"type:{m.type}", f"provider:{m.provider}"]
+    if m.is_free:
+        keys.append("free")
+    return keys
 
 
 def build_snapshot(models: tuple[ModelView, ...]) -> Snapshot:
@@ -168,8 +187,15 @@ def build_snapshot(models: tuple[ModelView, ...]) -> Snapshot:
         policy: tuple(sorted(usable, key=lambda m, p=policy: -m.base[p]))
         for policy in POLICIES
     }
+    keys = {m.pk: _keys(m) for m in usable}
+    index: dict[tuple[str, str], list[ModelView]] = {}
+    for policy, ordered in ranked.items():
+        for m in ordered:
+            for key in keys[m.pk]:
+                index.setdefault((policy, key), []).append(m)
     return Snapshot(
-        models=models, by_pk={m.pk: m for m in models}, by_public_id={m.public_id: m for m in models}, ranked=ranked
+        models=models, by_pk={m.pk: m for m in models}, by_public_id={m.public_id: m for m in models},
+        ranked=ranked, index=index,
     )
 
 
@@ -265,9 +291,10 @@ def rank(criteria: Criteria, *, limit: int | None = None, snap: Snapshot | None 
     """Models meeting the criteria, best first (ties keep public-id order)."""
     snap = snap or snapshot()
     if not criteria.include_unavailable:
-        # The usable models are already in score order: take the first that match.
+        # The usable models are already in score order: take the first that match, walking the
+        # shortest list that every match must be on.
         out = []
-        for m in snap.ranked[criteria.policy]:
+        for m in _shortest(snap, criteria):
             if matches(m, criteria):
                 out.append(m)
                 if limit is not None and len(out) >= limit:
@@ -277,6 +304,18 @@ def rank(criteria: Criteria, *, limit: int | None = None, snap: Snapshot | None 
     candidates = [m for m in snap.models if matches(m, criteria)]
     candidates.sort(key=lambda m: m.base[policy], reverse=True)
     return candidates[:limit] if limit is not None else candidates
+
+
+def _shortest(snap: Snapshot, c: Criteria):
+    keys = [f"cap:{cap}" for cap in c.capabilities]
+    if c.type:
+        keys.append(f"type:{c.type}")
+    if c.provider:
+        keys.append(f"provider:{c.provider}")
+    if c.free_only:
+        keys.append("free")
+    lists = [snap.index.get((c.policy, key), []) for key in keys]
+    return min(lists, key=len) if lists else snap.ranked[c.policy]
 
 
 def explain(m: ModelView, policy: str) -> dict[str, Any]:

@@ -90,26 +90,31 @@ def test_serve_runs_web_and_worker_and_ctrl_c_stops_them_all(tmp_path):
     env = {**CLEAN_ENV, "AFMTS_DATA_DIR": str(tmp_path), "AFMTS_DEMO": "0"}
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=120)
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "manage.py", "serve", "--port", str(port), "--concurrency", "1"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )
+    output_file = tmp_path / "serve.log"
+    with open(output_file, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "manage.py", "serve", "--port", str(port), "--concurrency", "1"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90
         health = None
         while time.monotonic() < deadline:
             try:
                 health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
+                if "ready" in output_file.read_text().lower():  # and the Celery worker is up
+                    break
             except httpx.HTTPError:
-                time.sleep(0.3)
+                pass
+            time.sleep(0.3)
         assert health is not None and health.status_code == 200, health and health.text
         assert health.json()["mode"] == "embedded"
         children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
         assert len(children) == 2  # the web server and the Celery worker (with beat)
     finally:
         os.killpg(proc.pid, signal.SIGINT)
-        output = proc.communicate(timeout=30)[0]
-    assert "celery" in output.lower() and "ready" in output.lower()
+        proc.wait(timeout=30)
+    output = output_file.read_text().lower()
+    assert "celery" in output and "ready" in output
     time.sleep(0.5)
     assert [pid for pid in children if Path(f"/proc/{pid}").exists()] == []
