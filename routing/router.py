@@ -150,6 +150,22 @@ def _usable(m: ModelView) -> str | None:
     return None
 
 
+def _consider(out: Plan, m: ModelView, req: Requirements, live: Live, now: float, policy: str, *,
+              check_usable: bool = False) -> Candidate | None:
+    """`m` as a candidate scored with its live parts, or None with the reason recorded in `out`."""
+    reason = (_usable(m) if check_usable else None) or _fit(m, req)
+    if reason:
+        out.reject(m, reason)
+        return None
+    blocked = live.blocked(m, now)
+    if blocked:
+        out.reject(m, blocked[0], blocked[1])
+        return None
+    load, quota = live.load(m), live.quota(m, now)
+    total = m.base[policy] + live_adjustment(POLICIES[policy], load=load, quota=quota)
+    return Candidate(m, total, {**m.parts, "load": load, "quota": quota})
+
+
 def plan(
     model: str, req: Requirements, snap: Snapshot, *, live: Live | None = None, now: float = 0.0,
     aliases: dict[str, dict] | None = None, max_candidates: int = 5,
@@ -203,16 +219,10 @@ def _explicit(label: str, names: tuple[str, ...], req: Requirements, snap: Snaps
             if m.pk in seen:
                 continue
             seen.add(m.pk)
-            reason = _usable(m) or _fit(m, req)
-            if reason:
-                out.reject(m, reason)
+            candidate = _consider(out, m, req, live, now, "auto", check_usable=True)
+            if candidate is None:
                 continue
-            blocked = live.blocked(m, now)
-            if blocked:
-                out.reject(m, blocked[0], blocked[1])
-                continue
-            total = m.base["auto"] + live_adjustment(POLICIES["auto"], load=live.load(m), quota=live.quota(m, now))
-            out.candidates.append(Candidate(m, total, {**m.parts, "load": live.load(m), "quota": live.quota(m, now)}))
+            out.candidates.append(candidate)
             if len(out.candidates) >= max_candidates:
                 return out
     if not found_any:
@@ -223,7 +233,6 @@ def _explicit(label: str, names: tuple[str, ...], req: Requirements, snap: Snaps
 def _ranked(policy: str, req: Requirements, snap: Snapshot, live: Live, now: float, max_candidates: int) -> Plan:
     if policy == "free" and not req.free_only:
         req = Requirements(**{**req.__dict__, "free_only": True})
-    weights = POLICIES[policy]
     out = Plan(policy=policy, resolved=policy)
     ranked = snap.ranked[policy]
     # As soon as any real provider exists, `auto` and `free` never route to a demo provider (DESIGN.md).
@@ -235,19 +244,12 @@ def _ranked(policy: str, req: Requirements, snap: Snapshot, live: Live, now: flo
             break
         if skip_demo and m.is_demo:
             continue
-        reason = _fit(m, req)
-        if reason:
-            out.reject(m, reason)
+        candidate = _consider(out, m, req, live, now, policy)
+        if candidate is None:
             continue
-        blocked = live.blocked(m, now)
-        if blocked:
-            out.reject(m, blocked[0], blocked[1])
-            continue
-        load, quota = live.load(m), live.quota(m, now)
-        total = m.base[policy] + live_adjustment(weights, load=load, quota=quota)
         if req.prefer_providers and m.provider in req.prefer_providers:
-            total += 1.0  # preferred providers first, in score order among them
-        leaders.append(Candidate(m, total, {**m.parts, "load": load, "quota": quota}))
+            candidate.score += 1.0  # preferred providers first, in score order among them
+        leaders.append(candidate)
         if len(leaders) >= max_candidates and cutoff is None and not req.prefer_providers:
             # Nothing scoring LIVE_SPAN below the weakest leader can overtake it on live parts.
             cutoff = min(c.model.base[policy] for c in leaders) - LIVE_SPAN
