@@ -166,6 +166,31 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[index]
 
 
+ROUTE_TARGET_MS = 0.2  # issue 5: a routing decision under 200 µs p50 with 10,000 models
+
+
+def routing_rows(runs: int) -> list[tuple[str, list[float], float]]:
+    """The gateway's routing decision (routing.router.plan with live state) over the same registry."""
+    import time as clock
+
+    from routing.live import LiveState
+    from routing.router import Requirements, plan
+
+    snap, live = selectors.snapshot(), LiveState()
+    chat = Requirements(min_context=500, max_output=256)
+    tools = Requirements(capabilities=frozenset({"function-calling"}), min_context=2000)
+    explicit = next(m.public_id for m in snap.ranked["auto"] if m.type in ("llm", "chat"))
+    cases = [("auto", chat), ("free", chat), ("cheap", tools), (explicit, chat)]
+    rows = []
+    for model, req in cases:
+        def decide(i: int, model=model, req=req) -> None:
+            plan(model, req, snap, live=live, now=clock.time(), max_candidates=4)
+
+        label = "explicit model" if model == explicit else model
+        rows.append((f"routing decision: router.plan({label!r})", timed(decide, runs), ROUTE_TARGET_MS))
+    return rows
+
+
 def timed(fn, runs: int) -> list[float]:
     out = []
     for i in range(runs):
@@ -189,6 +214,7 @@ def bench_ranking(runs: int) -> tuple[list[tuple[str, list[float], float | None]
         (f"snapshot build ({len(models)} models, once per registry change)", [build_ms], None),
         ("ranking alone: selectors.rank, top 20", rank, RANK_TARGET_MS),
         ("ranking + JSON: selectors.model_find, top 20", find, RANK_TARGET_MS),
+        *routing_rows(runs),
     ]
     detail = []
     for body in CRITERIA + RARE:

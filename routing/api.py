@@ -45,7 +45,8 @@ class ExplainView(Base):
             raise ValidationError({exc.param or "body": [exc.message]}) from None
         view = _view.get()
         try:
-            p = plan(model, req, view.snap, live=runtime.live, now=time.time(), aliases=view.aliases, max_candidates=10)
+            p = plan(model, req, view.snap, live=runtime.live, now=time.time(), aliases=view.aliases, max_candidates=10,
+                     explain=True)
         except UnknownModel:
             raise NotFound(f"The model '{model}' does not exist.") from None
         return Response({

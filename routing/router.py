@@ -14,8 +14,10 @@ min context, max price, preferred and excluded providers, fallbacks).
 Ranking uses the one scoring function (routing.scoring): the snapshot holds the usable models sorted
 by their static score per policy; the router walks that list, keeps the models that fit and whose
 breaker and quota allow them, then re-sorts the leaders with the live parts (load, remaining quota).
-Live parts move a score by at most `LIVE_SPAN`, so a model further behind than that cannot overtake.
-Every model passed over gets a reason, so "nothing can serve" says why for each.
+Live parts only lower a score, so the walk stops at the first model whose static score is below the
+live score of the weakest leader kept; requirements on capabilities or free walk the snapshot's
+shorter per-capability lists. Every model passed over gets a reason, so "nothing can serve" says why
+for each.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from registry.selectors import ModelView, Snapshot
 from routing.scoring import POLICIES, live_adjustment
 
 POLICY_NAMES = frozenset(POLICIES)
-LIVE_SPAN = max(w.load + w.quota for w in POLICIES.values())
 MAX_REJECTIONS_LISTED = 25
 CHAT_TYPES = frozenset({"llm", "chat", "vision"})
 
@@ -150,6 +151,15 @@ def _usable(m: ModelView) -> str | None:
     return None
 
 
+def _walk(snap: Snapshot, policy: str, req: Requirements):
+    """The shortest pre-sorted list every fitting model is on (a required capability, free)."""
+    keys = [f"cap:{c}" for c in req.capabilities]
+    if req.free_only:
+        keys.append("free")
+    lists = [snap.index.get((policy, key), []) for key in keys]
+    return min(lists, key=len) if lists else snap.ranked[policy]
+
+
 def _consider(out: Plan, m: ModelView, req: Requirements, live: Live, now: float, policy: str, *,
               check_usable: bool = False) -> Candidate | None:
     """`m` as a candidate scored with its live parts, or None with the reason recorded in `out`."""
@@ -168,9 +178,19 @@ def _consider(out: Plan, m: ModelView, req: Requirements, live: Live, now: float
 
 def plan(
     model: str, req: Requirements, snap: Snapshot, *, live: Live | None = None, now: float = 0.0,
-    aliases: dict[str, dict] | None = None, max_candidates: int = 5,
+    aliases: dict[str, dict] | None = None, max_candidates: int = 5, explain: bool = False,
 ) -> Plan:
-    """Candidates for a request, best first, with a reason for every model passed over."""
+    """Candidates for a request, best first. With `explain` (and whenever nothing can serve), every
+    model passed over is walked and gets its reason; otherwise the walk takes the fast way."""
+    if not explain:
+        fast = _plan(model, req, snap, live, now, aliases, max_candidates, explain=False)
+        if fast.candidates:
+            return fast
+    return _plan(model, req, snap, live, now, aliases, max_candidates, explain=True)
+
+
+def _plan(model: str, req: Requirements, snap: Snapshot, live: Live | None, now: float,
+          aliases: dict[str, dict] | None, max_candidates: int, explain: bool) -> Plan:
     live = live or Live()
     alias = (aliases or {}).get(model)
     if alias is not None:
@@ -180,7 +200,7 @@ def plan(
         model = alias.get("policy", "auto")
         req = _merge(req, alias)
     if model in POLICY_NAMES:
-        return _ranked(model, req, snap, live, now, max_candidates)
+        return _ranked(model, req, snap, live, now, max_candidates, explain)
     return _explicit(model, (model, *req.fallbacks), req, snap, live, now, max_candidates)
 
 
@@ -230,7 +250,8 @@ def _explicit(label: str, names: tuple[str, ...], req: Requirements, snap: Snaps
     return out
 
 
-def _ranked(policy: str, req: Requirements, snap: Snapshot, live: Live, now: float, max_candidates: int) -> Plan:
+def _ranked(policy: str, req: Requirements, snap: Snapshot, live: Live, now: float, max_candidates: int,
+            explain: bool) -> Plan:
     if policy == "free" and not req.free_only:
         req = Requirements(**{**req.__dict__, "free_only": True})
     out = Plan(policy=policy, resolved=policy)
@@ -239,7 +260,7 @@ def _ranked(policy: str, req: Requirements, snap: Snapshot, live: Live, now: flo
     skip_demo = any(not m.is_demo for m in ranked)
     leaders: list[Candidate] = []
     cutoff = None
-    for m in ranked:
+    for m in ranked if explain else _walk(snap, policy, req):
         if cutoff is not None and m.base[policy] < cutoff:
             break
         if skip_demo and m.is_demo:
@@ -250,9 +271,10 @@ def _ranked(policy: str, req: Requirements, snap: Snapshot, live: Live, now: flo
         if req.prefer_providers and m.provider in req.prefer_providers:
             candidate.score += 1.0  # preferred providers first, in score order among them
         leaders.append(candidate)
-        if len(leaders) >= max_candidates and cutoff is None and not req.prefer_providers:
-            # Nothing scoring LIVE_SPAN below the weakest leader can overtake it on live parts.
-            cutoff = min(c.model.base[policy] for c in leaders) - LIVE_SPAN
+        if len(leaders) >= max_candidates and not req.prefer_providers:
+            # Live parts only lower a score, so a model whose static score is below the weakest
+            # leader's live score cannot overtake it: the walk can stop there.
+            cutoff = sorted(c.score for c in leaders)[-max_candidates]
     leaders.sort(key=lambda c: c.score, reverse=True)
     out.candidates = leaders[:max_candidates]
     return out

@@ -52,7 +52,8 @@ def test_cheap_and_fast_policies(catalog):
 
 
 def test_requirements_filter_and_each_rejection_has_a_reason(catalog):
-    p = plan("auto", Requirements(capabilities=frozenset({"function-calling"}), min_context=20_000), snapshot())
+    p = plan("auto", Requirements(capabilities=frozenset({"function-calling"}), min_context=20_000), snapshot(),
+             explain=True)
 
     assert names(p) == ["openai/gpt-4o-mini", "openai/gpt-4o"]
     reasons = {r.model: r.reason for r in p.rejections}
