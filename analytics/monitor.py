@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily
 
 from afmts import health
+from analytics import stats
 from analytics.models import UsageRecord
 from registry.models import Agent, AgentStatus, AIModel, Event, ModelChange, ModelStatus, Provider, ProviderStatus
 
@@ -34,14 +35,9 @@ ERROR = ~Q(status="ok")
 
 
 def percentile(values: list[float], p: float) -> float | None:
-    """Linear interpolation between closest ranks (numpy's default); None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * p
-    lo = int(k)
-    hi = min(lo + 1, len(ordered) - 1)
-    return round(ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo), 2)
+    """analytics.stats.percentile, rounded to 2 decimals for reports."""
+    value = stats.percentile(values, p)
+    return None if value is None else round(value, 2)
 
 
 def _recent(qs: QuerySet, field: str) -> list[float]:

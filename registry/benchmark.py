@@ -47,6 +47,7 @@ from typing import Any
 from django.db.models import Q
 from django.utils import timezone
 
+from analytics.stats import percentile as _percentile
 from registry import health, quota
 from registry.models import AIModel, ModelStatus
 
@@ -158,15 +159,6 @@ class Call:
         return self.completion_tokens / (self.latency_ms / 1000)
 
 
-def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    # Linear interpolation between the closest ranks (numpy's default).
-    pos = (len(ordered) - 1) * q
-    low = int(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
 def _round(value: float | None, digits: int = 1) -> float | None:
