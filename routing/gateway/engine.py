@@ -118,13 +118,19 @@ def _succeeded(call: Call, m: ModelView, adapter, now: float, latency: float, us
     if adapter.last_rate_limit:
         live.observe(m, adapter.last_rate_limit, now)
         outcome.reports.append((m.pk, adapter.last_rate_limit, "headers"))
+    _note_served(call, m, usage)
+    live.count(m, requests=1, tokens=outcome.tokens_in + outcome.tokens_out, now=now)
+
+
+def _note_served(call: Call, m: ModelView, usage: dict | None) -> None:
+    """The outcome names the model that answered and the tokens it reported."""
+    outcome = call.outcome
     usage = usage or {}
-    tokens_in, tokens_out = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-    live.count(m, requests=1, tokens=tokens_in + tokens_out, now=now)
     call.served_by = m
     outcome.model_pk, outcome.public_id, outcome.provider = m.pk, m.public_id, m.provider
     outcome.provider_id, outcome.is_free = m.provider_id, m.is_free
-    outcome.tokens_in, outcome.tokens_out = tokens_in, tokens_out
+    outcome.tokens_in = int(usage.get("prompt_tokens") or 0)
+    outcome.tokens_out = int(usage.get("completion_tokens") or 0)
 
 
 def _exhausted(plan: Plan, errors: list[tuple[BaseException, str]], policy_free: bool) -> GatewayError:
@@ -258,13 +264,4 @@ def finish_stream(call: Call, opened: OpenStream, usage: dict | None, error: Bas
         _succeeded(call, opened.model, opened.adapter, now, latency, usage)
     else:
         _failed(call, opened.model, error, now, latency)
-        _succeeded_partial(call, opened.model, usage)
-
-
-def _succeeded_partial(call: Call, m: ModelView, usage: dict | None) -> None:
-    outcome = call.outcome
-    usage = usage or {}
-    outcome.model_pk, outcome.public_id, outcome.provider = m.pk, m.public_id, m.provider
-    outcome.provider_id, outcome.is_free = m.provider_id, m.is_free
-    outcome.tokens_in = int(usage.get("prompt_tokens") or 0)
-    outcome.tokens_out = int(usage.get("completion_tokens") or 0)
+        _note_served(call, opened.model, usage)
