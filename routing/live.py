@@ -85,6 +85,7 @@ def _bucket(window: str, now: float) -> int:
 
 class LiveState(Live):
     def __init__(self, *, redis_client=None, capacity: int = 16, breakers: Breakers | None = None):
+        self.redis = redis_client  # shared by every gateway process when REDIS_URL is set
         self.breakers = breakers or Breakers(RedisStore(redis_client) if redis_client else MemoryStore())
         self.quotas = RedisQuota(redis_client) if redis_client else MemoryQuota()
         self.capacity = capacity

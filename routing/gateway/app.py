@@ -51,23 +51,32 @@ def openai_error(exc: GatewayError) -> dict[str, Any]:
 
 
 class RateLimiter:
-    """Per-key requests per minute (ApiKey.rate_limit_per_minute), counted in this process."""
+    """Per-key requests per minute (ApiKey.rate_limit_per_minute): counted in Redis when it is
+    configured, so every gateway process shares the limit; in this process otherwise."""
 
     def __init__(self) -> None:
         self._windows: dict[int, tuple[int, int]] = {}
 
-    def check(self, principal: auth.Principal, now: float) -> None:
+    def check(self, principal: auth.Principal, now: float, redis=None) -> None:
         limit = principal.rate_limit_per_minute
         if not limit or principal.key_id is None:
             return
         minute = int(now // 60)
-        window, count = self._windows.get(principal.key_id, (minute, 0))
-        if window != minute:
-            window, count = minute, 0
+        if redis is not None:
+            name = f"afmts:ratelimit:{principal.prefix}:{minute}"
+            pipe = redis.pipeline(transaction=False)
+            pipe.incr(name)
+            pipe.expire(name, 61)
+            count = pipe.execute()[0] - 1
+        else:
+            window, count = self._windows.get(principal.key_id, (minute, 0))
+            if window != minute:
+                count = 0
         if count >= limit:
             raise GatewayError(429, f"This key is limited to {limit} requests a minute.", type="rate_limit_error",
                                code="rate_limit_exceeded", headers={"retry-after": str(60 - int(now % 60))})
-        self._windows[principal.key_id] = (window, count + 1)
+        if redis is None:
+            self._windows[principal.key_id] = (minute, count + 1)
 
 
 limiter = RateLimiter()
@@ -88,7 +97,7 @@ async def authenticate(headers: dict[str, str]) -> auth.Principal:
         principal = await sync_to_async(auth.principal_for_secret, thread_sensitive=False)(secret)
     if principal is None:
         raise GatewayError(401, "Invalid or revoked API key.", type="authentication_error", code="invalid_api_key")
-    limiter.check(principal, time.time())
+    limiter.check(principal, time.time(), redis=runtime.live.redis)
     return principal
 
 
