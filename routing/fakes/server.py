@@ -409,6 +409,7 @@ class FakeProviders:
 
     async def ollama_show(self, request: web.Request) -> web.Response:
         body = await request.json()
+        self._entry("ollama", request, body)["status"] = 200
         name = body.get("model") or body.get("name")
         if not any(m["name"] == name for m in catalog.OLLAMA):
             return web.json_response({"error": f'model "{name}" not found, try pulling it first'}, status=404)

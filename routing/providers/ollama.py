@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 from routing.providers.base import Adapter, chunk, data_url, text_of, usage
-from routing.providers.errors import MalformedReply, UpstreamUnavailable
+from routing.providers.errors import MalformedReply, NotFoundError, ProviderError, UpstreamUnavailable
 from routing.providers.streams import NDJSONDecoder
-from routing.providers.types import ModelRecord
+from routing.providers.types import Listing, ModelRecord
 
 OPTIONS = (("temperature", "temperature"), ("top_p", "top_p"), ("seed", "seed"), ("presence_penalty", "presence_penalty"),
            ("frequency_penalty", "frequency_penalty"))
@@ -75,6 +76,35 @@ class OllamaAdapter(Adapter):
                 if cap in caps and ours not in rec.capabilities:
                     rec.capabilities.append(ours)
         return rec
+
+    show_path = "/api/show"
+    # What /api/show said of a model, by its digest: asked once per model version, not every cycle.
+    shown_by_digest: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    async def list_models(self) -> Listing:
+        """/api/tags, completed by /api/show (context window, capabilities) for models not seen before."""
+        listing = await super().list_models()
+        limit = asyncio.Semaphore(8)
+
+        async def complete(rec: ModelRecord) -> None:
+            digest = str(rec.metadata.get("digest") or "")
+            shown = self.shown_by_digest.get(digest) if digest else None
+            if shown is None:
+                async with limit:
+                    try:
+                        shown = self.parse_show(await self._send("POST", self.show_path, body={"model": rec.id}))
+                    except NotFoundError:
+                        shown = {"context_window": None, "capabilities": []}  # no more to learn of this version
+                    except ProviderError:
+                        return  # keep what the tags listing said; ask again next time
+                if digest:
+                    self.shown_by_digest[digest] = shown
+            rec.context_window = shown["context_window"] or rec.context_window
+            if rec.type != "embedding":
+                rec.capabilities += [c for c in shown["capabilities"] if c not in rec.capabilities]
+
+        await asyncio.gather(*(complete(rec) for rec in listing.models))
+        return listing
 
     def parse_show(self, payload: dict) -> dict[str, Any]:
         """`POST /api/show` -> what the tags listing lacks: context window and capabilities."""

@@ -135,3 +135,20 @@ async def test_openrouter_listing_needs_no_key(make_adapter):
 async def test_listing_reports_the_rate_limit_headers_it_saw(make_adapter):
     listing = await make_adapter("groq").list_models()
     assert listing.rate_limit is None or listing.rate_limit.window("requests", "day") is not None
+
+
+async def test_ollama_listing_is_completed_by_api_show_once_per_model_version(make_adapter, fake):
+    from routing.providers.ollama import OllamaAdapter
+
+    OllamaAdapter.shown_by_digest.clear()
+    listing = await make_adapter("ollama").list_models()
+    models = {m.id: m for m in listing.models}
+
+    assert models["llama3.2:latest"].context_window == 131072  # from /api/show's model_info
+    assert "vision" in models["llava:7b"].capabilities
+    assert "text-generation" not in models["nomic-embed-text:latest"].capabilities
+    shows = len([r for r in fake.state.requests("ollama") if r["path"].endswith("/api/show")])
+    assert shows == len(listing.models)
+
+    await make_adapter("ollama").list_models()
+    assert len([r for r in fake.state.requests("ollama") if r["path"].endswith("/api/show")]) == shows
