@@ -19,23 +19,12 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(tempfile.mkdtemp(prefix="afmts-bench-discovery-"))
-for name in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "FERNET_KEYS", "SECRET_KEY"):
-    os.environ.pop(name, None)
-os.environ["AFMTS_DATA_DIR"] = str(DATA_DIR)
-os.environ["DJANGO_SETTINGS_MODULE"] = "afmts.settings"
-os.environ.setdefault("LOG_LEVEL", "WARNING")
-sys.path.insert(0, str(ROOT))
+from _embedded import ROOT, setup  # noqa: E402 - sets Django up first
 
-import django  # noqa: E402
-
-django.setup()
+DATA_DIR = setup("afmts-bench-discovery-")
 
 import httpx  # noqa: E402
 from django.core.management import call_command  # noqa: E402

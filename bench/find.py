@@ -25,26 +25,14 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from decimal import Decimal
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(tempfile.mkdtemp(prefix="afmts-bench-"))
+from _embedded import ROOT, setup  # noqa: E402 - sets Django up first
 
-# Embedded mode in a folder of our own, decided before Django reads its settings.
-for name in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "FERNET_KEYS", "SECRET_KEY"):
-    os.environ.pop(name, None)
-os.environ["AFMTS_DATA_DIR"] = str(DATA_DIR)
-os.environ["DJANGO_SETTINGS_MODULE"] = "afmts.settings"
-os.environ.setdefault("LOG_LEVEL", "WARNING")
-sys.path.insert(0, str(ROOT))
+DATA_DIR = setup("afmts-bench-")
 
 import django  # noqa: E402
-
-django.setup()
-
 import httpx  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
