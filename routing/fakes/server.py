@@ -15,6 +15,8 @@ changes a provider's listing. Other controls: `POST /_control/quota {"provider",
 remaining-quota headers; `POST /_control/config {"chunk_delay", "page_size", "key"}`; `POST
 /_control/reset`; `GET /_control/log` (every request seen, with timings: `t_first_frame`,
 `t_last_frame`, time.monotonic() of this process). Header `x-fake-chunk-delay: 0.1` paces one stream.
+Random fault mixes per provider (`POST /_control/faults`, `GET /_control/faults`) come last, after every
+explicit scenario: see routing/fakes/faults.py. Scenario `refused` closes the connection unanswered.
 The accepted credential is "fake-key" (Ollama and openai_compatible need none)."""
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 from aiohttp import web
 
 from routing.fakes import catalog, wire
+from routing.fakes.faults import FaultMix, Faults
 
 KEY = "fake-key"
 # The real path prefix of each provider's API (the path part of its default base URL).
@@ -96,6 +99,7 @@ class State:
             self.log: list[dict[str, Any]] = []
             # Per provider: {"add": [raw entries], "remove": {ids}, "patch": {id: {key: value}}}
             self.listing_changes: dict[str, dict[str, Any]] = {}
+            self.faults = Faults()
 
     def change_listing(self, provider: str, *, add: list[dict] | None = None, remove: list[str] | None = None,
                        patch: dict[str, dict] | None = None) -> None:
@@ -134,6 +138,16 @@ class State:
                     return self.queue[key].popleft()
         return None
 
+    def set_faults(self, provider: str, mix: FaultMix | None) -> None:
+        """Give a provider ("*" = every provider without its own) a random fault mix; None removes it."""
+        with self.lock:
+            self.faults.set(provider, mix)
+
+    def draw_fault(self, provider: str, *, listing: bool = False) -> Scenario | None:
+        with self.lock:
+            drawn = self.faults.draw(provider, listing=listing)
+        return None if drawn is None else Scenario(drawn[0], dict(drawn[1]))
+
     def count(self, provider: str) -> int:
         with self.lock:
             self.used[provider] = self.used.get(provider, 0) + 1
@@ -160,6 +174,8 @@ class FakeProviders:
         r.add_post("/_control/reset", self.control_reset)
         r.add_get("/_control/log", self.control_log)
         r.add_get("/_control/health", self.control_health)
+        r.add_post("/_control/faults", self.control_faults)
+        r.add_get("/_control/faults", self.control_faults_show)
         for kind in wire.OPENAI_LIKE:
             base = f"/{kind}{PREFIX[kind]}"
             v1 = "" if kind == "deepseek" else "/v1"
@@ -211,6 +227,20 @@ class FakeProviders:
     async def control_log(self, request: web.Request) -> web.Response:
         return web.json_response(self.state.requests(request.query.get("provider")))
 
+    async def control_faults(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        provider = str(body.get("provider") or "*")
+        try:
+            mix = None if body.get("clear") else FaultMix.parse(body)
+        except (TypeError, ValueError) as exc:
+            return web.json_response({"ok": False, "error": str(exc)}, status=400)
+        self.state.set_faults(provider, mix)
+        return web.json_response({"ok": True})
+
+    async def control_faults_show(self, request: web.Request) -> web.Response:
+        with self.state.lock:
+            return web.json_response(self.state.faults.describe())
+
     async def control_health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "providers": sorted(PREFIX)})
 
@@ -238,14 +268,15 @@ class FakeProviders:
             given = auth[7:] if auth.lower().startswith("bearer ") else None
         return given == self.state.key
 
-    def _scenario(self, provider: str, request: web.Request, model: str) -> tuple[Scenario, str]:
+    def _scenario(self, provider: str, request: web.Request, model: str,
+                  listing: bool = False) -> tuple[Scenario, str]:
         header = request.headers.get("x-fake-scenario")
         if header:
             return parse_scenario(header), model
         if "@" in model:
             model, _, name = model.partition("@")
             return parse_scenario(name), model
-        return self.state.pop(provider) or Scenario(), model
+        return (self.state.pop(provider) or self.state.draw_fault(provider, listing=listing) or Scenario()), model
 
     def _ratelimit_headers(self, provider: str) -> dict[str, str]:
         used = self.state.count(provider)
@@ -288,6 +319,10 @@ class FakeProviders:
             await asyncio.sleep(scenario.num("seconds", 30))
         if scenario.name == "slow_first_byte":
             await asyncio.sleep(scenario.num("seconds", 1))
+        if scenario.name == "refused":
+            assert request.transport is not None
+            request.transport.close()  # a provider that is down: the connection ends without a reply
+            return web.Response(status=503)
         if (not public and not self._authorized(provider, request)) or scenario.name == "auth":
             return self._error(provider, "auth", model, scenario)
         kinds = {"rate_limit": "rate_limit", "not_found": "not_found", "context_too_long": "context_too_long",
@@ -359,7 +394,7 @@ class FakeProviders:
     def listing(self, provider: str):
         async def handle(request: web.Request) -> web.StreamResponse:
             entry = self._entry(provider, request, None)
-            scenario, _ = self._scenario(provider, request, "")
+            scenario, _ = self._scenario(provider, request, "", listing=True)
             # OpenRouter's model list is public: no key needed.
             early = await self._prelude(provider, request, "", scenario, entry, public=provider == "openrouter")
             if early is not None:

@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from tests.routing.conftest import ROOT
+from tests.routing.conftest import MODEL, ROOT
 
 
 def free_port() -> int:
@@ -49,3 +49,65 @@ def test_control_log_shows_requests_without_secrets(fake):
     httpx.get(fake.base_url("openai") + "/v1/models", headers={"authorization": "Bearer fake-key"})
     (entry,) = httpx.get(fake.url + "/_control/log", params={"provider": "openai"}).json()
     assert entry["path"] == "/openai/v1/models" and entry["headers"]["authorization"] == "<redacted>"
+
+
+def _chat(fake, kind: str = "groq", **extra) -> httpx.Response:
+    body = {"model": MODEL[kind], "messages": [{"role": "user", "content": "hi"}], **extra}
+    return httpx.post(fake.base_url(kind) + "/v1/chat/completions", json=body,
+                      headers={"authorization": "Bearer fake-key"}, timeout=5)
+
+
+def _statuses(fake, n: int, kind: str = "groq") -> list[int]:
+    return [_chat(fake, kind).status_code for _ in range(n)]
+
+
+def test_fault_mix_fails_each_call_independently_at_its_rates_and_a_seed_repeats_the_run(fake):
+    mix = {"provider": "groq", "error_rate": 0.3, "rate_limit_rate": 0.2, "retry_after": 3, "seed": 7}
+    assert httpx.post(fake.url + "/_control/faults", json=mix).json() == {"ok": True}
+    first = _statuses(fake, 120)
+    assert 20 <= first.count(500) <= 55 and 10 <= first.count(429) <= 40
+    assert first.count(200) == 120 - first.count(500) - first.count(429)
+    assert _statuses(fake, 20, "cerebras") == [200] * 20  # only the named provider fails
+    limited = next(r for r in (_chat(fake) for _ in range(60)) if r.status_code == 429)
+    assert limited.headers["retry-after"] == "3"
+
+    shown = httpx.get(fake.url + "/_control/faults").json()
+    assert shown["faults"]["groq"]["error_rate"] == 0.3
+    assert shown["injected"]["groq"]["server_error"] == first.count(500) + sum(
+        1 for e in fake.state.requests("groq")[120:] if e["scenario"] == "server_error")
+
+    httpx.post(fake.url + "/_control/faults", json=mix)  # the same seed again: the same failures
+    assert _statuses(fake, 120) == first
+
+
+def test_fault_mix_for_every_provider_hangs_and_cuts_streams_but_explicit_scenarios_win(fake):
+    httpx.post(fake.url + "/_control/faults", json={"provider": "*", "hang_rate": 1, "hang_seconds": 0.3})
+    started = time.monotonic()
+    assert _chat(fake, "mistral").status_code == 200 and time.monotonic() - started >= 0.3
+    assert _chat(fake, "mistral", model=f"{MODEL['mistral']}@server_error").status_code == 500
+
+    httpx.post(fake.url + "/_control/faults", json={"provider": "*", "cut_rate": 1})
+    with pytest.raises(httpx.RemoteProtocolError):
+        _chat(fake, "cerebras", stream=True)
+    assert httpx.get(fake.url + "/_control/faults").json()["injected"] == {"mistral": {"hang": 1},
+                                                                          "cerebras": {"cut": 1}}
+    assert httpx.post(fake.url + "/_control/faults", json={"provider": "*", "error_rate": 0.8,
+                                                            "cut_rate": 0.5}).status_code == 400
+    httpx.post(fake.url + "/_control/reset")
+    assert _chat(fake, "cerebras", stream=True).status_code == 200
+
+
+def test_a_provider_down_refuses_calls_and_listings_until_cleared(fake):
+    listing = fake.base_url("groq") + "/v1/models"
+    auth = {"authorization": "Bearer fake-key"}
+    httpx.post(fake.url + "/_control/faults", json={"provider": "*", "error_rate": 0})
+    httpx.post(fake.url + "/_control/faults", json={"provider": "groq", "down": True})
+    assert _chat(fake).status_code == 503 and httpx.get(listing, headers=auth).status_code == 503
+    assert _chat(fake, "cerebras").status_code == 200
+
+    httpx.post(fake.url + "/_control/faults", json={"provider": "groq", "down": "close"})
+    with pytest.raises(httpx.RemoteProtocolError):
+        _chat(fake)
+
+    httpx.post(fake.url + "/_control/faults", json={"provider": "groq", "clear": True})
+    assert _chat(fake).status_code == 200 and httpx.get(listing, headers=auth).status_code == 200
