@@ -7,7 +7,9 @@ nothing. Two workers applying the same provider at once are serialized by a row 
 and the unique (provider, model id) constraint, so rows are neither duplicated nor lost.
 
 `run_cycle` lists providers concurrently (asyncio): one slow or failing provider never delays the
-others' writes, and a cycle takes as long as its slowest provider, not the sum.
+others' writes, and a cycle takes as long as its slowest provider, not the sum. A failed listing
+backs off the listing only (`record_failure`): the provider's known models stay routable until
+their own traffic shows they fail (DESIGN.md, "Breakers and health judge rates, not counts").
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from afmts.logging import redact
 from registry import bulk
 from registry.events import publish_many
-from registry.models import AIModel, ModelChange, ModelStatus, ModelType, Provider, ProviderStatus, Source
+from registry.models import AIModel, HealthSample, ModelChange, ModelStatus, ModelType, Provider, ProviderStatus, Source
 from registry.selectors import model_instance_representation
+from routing.providers.errors import RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -259,24 +263,54 @@ def _event_data(provider: Provider, data: dict) -> dict:
     return {**shown, **data}
 
 
-def record_failure(provider_id: int, error: str, *, now: datetime | None = None) -> ProviderResult:
-    """A failed listing: back off (interval × 2^failures, capped) and publish provider_down once."""
+def record_failure(
+    provider_id: int, error: str, *, now: datetime | None = None, retry_after: float | None = None,
+    rate_limited: bool = False,
+) -> ProviderResult:
+    """A failed listing. Only the listing backs off; routing keeps the provider's models (their
+    breakers and passive health judge them by their own traffic).
+
+    - A 429 (`rate_limited`) is not a failure: the next listing waits for the provider's
+      Retry-After (or one interval), and nothing else changes.
+    - Any other failure backs the listing off: interval × 2^(failures − 1), capped at
+      AFMTS_DISCOVERY_MAX_BACKOFF_SECONDS.
+    - The provider is `down` (one `provider_down` event) only after AFMTS_PROVIDER_DOWN_AFTER failed
+      listings in a row *and* no successful call to any of its models (traffic or probe) within
+      AFMTS_PROVIDER_TRAFFIC_SECONDS: a listing endpoint that fails while completions answer says
+      nothing about serving. The status is information; it never removes models from routing.
+    """
     now = now or timezone.now()
+    error = redact(error)
     with transaction.atomic():
         provider = Provider.objects.select_for_update().get(pk=provider_id)
+        if rate_limited:
+            wait = max(float(retry_after or 0), float(provider.discovery_interval), 1.0)
+            Provider.objects.filter(pk=provider.pk).update(
+                last_error=error[:2000], next_discovery_at=now + timedelta(seconds=wait), last_discovery_at=now,
+            )
+            return ProviderResult(provider=provider.slug, error=error)
         failures = provider.failures + 1
         delay = min(provider.discovery_interval * 2 ** (failures - 1), settings.AFMTS_DISCOVERY_MAX_BACKOFF_SECONDS)
         fields = {
             "failures": failures, "last_error": error[:2000], "next_discovery_at": now + timedelta(seconds=delay),
             "last_discovery_at": now,
         }
-        went_down = provider.status != ProviderStatus.DOWN and failures >= settings.AFMTS_PROVIDER_DOWN_AFTER
+        went_down = (
+            provider.status != ProviderStatus.DOWN and failures >= settings.AFMTS_PROVIDER_DOWN_AFTER
+            and not _served_recently(provider.pk, now)
+        )
         if went_down:
             fields["status"] = ProviderStatus.DOWN
         Provider.objects.filter(pk=provider.pk).update(**fields)
         if went_down:
             publish_many([("provider_down", {"provider": provider.slug, "error": error[:500], "failures": failures})])
     return ProviderResult(provider=provider.slug, error=error, events=["provider_down"] if went_down else [])
+
+
+def _served_recently(provider_id: int, now: datetime) -> bool:
+    """Whether any model of the provider answered a call (traffic or probe) lately."""
+    window = timedelta(seconds=getattr(settings, "AFMTS_PROVIDER_TRAFFIC_SECONDS", 300))
+    return HealthSample.objects.filter(model__provider_id=provider_id, ok=True, at__gte=now - window).exists()
 
 
 def due_providers(*, now: datetime | None = None, slugs: list[str] | None = None) -> list[Provider]:
@@ -315,6 +349,9 @@ async def run_cycle(providers: list[Provider], list_models: ListFn, *, timeout: 
             listing = await asyncio.wait_for(list_models(provider), timeout)
         except TimeoutError:
             result = await fail(provider.pk, f"listing timed out after {timeout:g} s")
+        except RateLimited as exc:
+            result = await fail(provider.pk, f"listing rate-limited: {exc}", retry_after=exc.retry_after,
+                                rate_limited=True)
         except Exception as exc:  # noqa: BLE001 - one provider's failure never breaks the cycle
             result = await fail(provider.pk, f"{type(exc).__name__}: {exc}")
         else:
@@ -335,10 +372,10 @@ def _apply_safely(provider_id: int, listing) -> ProviderResult:
         connection.close()  # a pool thread's connection would outlive the cycle
 
 
-def _record_failure_logged(provider_id: int, error: str) -> ProviderResult:
+def _record_failure_logged(provider_id: int, error: str, **kwargs: Any) -> ProviderResult:
     log.warning("discovery of provider %s failed: %s", provider_id, error)
     try:
-        return record_failure(provider_id, error)
+        return record_failure(provider_id, error, **kwargs)
     finally:
         connection.close()
 

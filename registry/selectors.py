@@ -112,13 +112,16 @@ class ModelView:
     free_tpm: int | None
     free_tpd: int | None
     quota_scope: str
-    routable: bool  # enabled provider, model not disabled, not retired
+    # Enabled provider, model not disabled, not retired. A provider whose listing fails (status
+    # "down") stays routable: its models' breakers and passive health judge them by their traffic.
+    routable: bool
     is_demo: bool
     search_text: str
     parts: dict[str, float]
     base: dict[str, float]  # static total per policy (load = quota = 1)
     row: dict[str, Any] = field(repr=False)
     _api: dict[str, Any] | None = field(default=None, repr=False)
+    provider_status: str = "unknown"  # the provider's listing health: unknown, up, down
 
     @property
     def api(self) -> dict[str, Any]:
@@ -148,10 +151,8 @@ def _view(row: dict[str, Any]) -> ModelView:
         latency_ms=row["latency_ms"], reliability=row["reliability"], priority=row["priority"],
         free_rpm=row["free_rpm"], free_rpd=row["free_rpd"], free_tpm=row["free_tpm"], free_tpd=row["free_tpd"],
         quota_scope=row["quota_scope"],
-        routable=(
-            row["provider__enabled"] and row["provider__status"] != "down" and not row["disabled"]
-            and row["status"] != ModelStatus.RETIRED
-        ),
+        routable=row["provider__enabled"] and not row["disabled"] and row["status"] != ModelStatus.RETIRED,
+        provider_status=row["provider__status"],
         is_demo=row["provider__is_demo"],
         search_text=" ".join((public_id, row["name"], row["description"])).lower(),
         parts=parts, base=base, row=row,

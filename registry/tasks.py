@@ -22,9 +22,11 @@ def discovery_cycle() -> int:
 
 @shared_task(ignore_result=True)
 def health_probe_round() -> int:
+    """Probe the models that need it, and give the down models no probe may reach a trial."""
+    from registry.health import health_trial
     from registry.tracker import probe
 
-    return len(probe())
+    return len(probe()) + len(health_trial())
 
 
 @shared_task(ignore_result=True)

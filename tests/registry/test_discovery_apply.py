@@ -186,3 +186,89 @@ def test_disabled_providers_are_not_discovered(make_provider):
     make_provider("mistral", discovery_enabled=False)
 
     assert due_providers() == []
+
+
+def routable_ids() -> list[str]:
+    from registry import selectors, version
+
+    version.bump_local()
+    return [m.public_id for m in selectors.rank(selectors.Criteria())]
+
+
+def test_a_provider_whose_listing_fails_keeps_its_models_in_routing(provider):
+    apply_listing(provider.pk, listing(record("a", is_free=True)))
+    t0 = timezone.now()
+
+    for _ in range(3):
+        record_failure(provider.pk, "UpstreamUnavailable: cannot connect", now=t0)
+
+    provider.refresh_from_db()
+    assert provider.status == "down"  # the listing says so, and nothing answered lately
+    assert routable_ids() == ["openrouter/a"]  # only its models' own traffic takes them out
+
+
+def test_a_rate_limited_listing_waits_its_retry_after_and_is_no_failure(provider):
+    apply_listing(provider.pk, listing(record("a")))
+    t0 = timezone.now()
+    start = last_event_id()
+
+    record_failure(provider.pk, "listing rate-limited", now=t0, retry_after=120, rate_limited=True)
+    record_failure(provider.pk, "ConnectError", now=t0 + timedelta(seconds=121))
+
+    provider.refresh_from_db()
+    assert provider.status == "up" and provider.failures == 1
+    assert events_since(start) == []
+    record_failure(provider.pk, "listing rate-limited", now=t0, retry_after=120, rate_limited=True)
+    provider.refresh_from_db()
+    assert provider.next_discovery_at == t0 + timedelta(seconds=120)
+    assert provider not in due_providers(now=t0 + timedelta(seconds=119))
+    assert provider in due_providers(now=t0 + timedelta(seconds=121))
+
+
+def test_a_provider_whose_models_answer_is_not_down_when_its_listing_fails(provider):
+    from registry.health import Sample, health_record
+
+    apply_listing(provider.pk, listing(record("a")))
+    t0 = timezone.now()
+    health_record([Sample(AIModel.objects.get(model_id="a").pk, True, 200.0, at=t0)], now=t0)
+    start = last_event_id()
+
+    for n in range(4):
+        record_failure(provider.pk, "Timeout: listing timed out", now=t0 + timedelta(seconds=n))
+
+    provider.refresh_from_db()
+    assert provider.status == "up" and provider.failures == 4 and "timed out" in provider.last_error
+    assert events_since(start) == []
+
+
+def test_a_down_provider_is_up_again_when_one_of_its_models_answers(provider):
+    from registry.health import Sample, health_record
+
+    apply_listing(provider.pk, listing(record("a")))
+    t0 = timezone.now()
+    record_failure(provider.pk, "ConnectError", now=t0)
+    record_failure(provider.pk, "ConnectError", now=t0)
+    start = last_event_id()
+
+    health_record([Sample(AIModel.objects.get(model_id="a").pk, True, 200.0)])
+
+    provider.refresh_from_db()
+    assert provider.status == "up" and "provider_up" in events_since(start)
+
+
+def test_listing_back_off_is_capped(provider, settings):
+    settings.AFMTS_DISCOVERY_MAX_BACKOFF_SECONDS = 300
+    t0 = timezone.now()
+
+    for _ in range(8):
+        record_failure(provider.pk, "ConnectError", now=t0)
+
+    provider.refresh_from_db()
+    assert provider.next_discovery_at == t0 + timedelta(seconds=300)
+
+
+def test_listing_errors_are_kept_without_secrets(provider):
+    record_failure(provider.pk, "AuthError: bad key sk-abcdefghijklmnop1234", now=timezone.now())
+
+    provider.refresh_from_db()
+    assert "sk-abcdefghijklmnop1234" not in provider.last_error

@@ -122,3 +122,76 @@ def test_failing_models_back_off(make_model):
     assert probe_targets(now=t0 + timedelta(minutes=3)) == []  # 3 failures: wait 4 minutes
     assert [m.pk for m in probe_targets(now=t0 + timedelta(minutes=4, seconds=1))] == [model.pk]
     assert AIModel.objects.get(pk=model.pk).status == "available"  # probing targets, not recording
+
+
+def mark_down(model, at):
+    health_record([Sample(model.pk, False, error="UpstreamUnavailable", at=at) for _ in range(3)], now=at)
+    model.refresh_from_db()
+    assert model.status == "down"
+
+
+def test_a_paid_model_marked_down_is_probed_again_with_back_off(make_model):
+    paid = make_model("gpt-4o-mini", input_price=0.15, output_price=0.6)
+    t0 = timezone.now()
+    assert probe_targets(now=t0) == []  # a healthy paid model is never probed
+
+    mark_down(paid, t0)
+
+    assert probe_targets(now=t0 + timedelta(minutes=3)) == []  # 3 failures: wait 4 minutes
+    assert [m.pk for m in probe_targets(now=t0 + timedelta(minutes=4, seconds=1))] == [paid.pk]
+
+
+def test_a_down_model_comes_back_when_its_probe_answers(make_model):
+    paid = make_model("gpt-4o-mini", input_price=0.15, output_price=0.6)
+    t0 = timezone.now()
+    mark_down(paid, t0)
+
+    later = t0 + timedelta(minutes=5)
+    health_record([Sample(paid.pk, True, 300.0, source="probe", at=later)], now=later)
+
+    paid.refresh_from_db()
+    assert paid.status == "degraded"  # routable again, below the healthy ones until it proves itself
+    assert paid.public_id in [m["publicId"] for m in _find_all()]
+
+
+def _find_all():
+    from registry import selectors, version
+
+    version.bump_local()
+    return selectors.model_find(selectors.Criteria(), limit=50)
+
+
+def test_a_down_model_no_probe_may_reach_gets_a_trial_request_after_its_back_off(make_model):
+    from registry.health import health_trial
+
+    scarce = make_model("x:free", provider="openrouter", is_free=True, quota_scope="account", free_rpd=50)
+    t0 = timezone.now()
+    mark_down(scarce, t0)
+    start = Event.objects.order_by("-id").first().id
+
+    assert health_trial(now=t0 + timedelta(minutes=3)) == []
+    assert [m.pk for m in health_trial(now=t0 + timedelta(minutes=4, seconds=1))] == [scarce.pk]
+
+    scarce.refresh_from_db()
+    assert scarce.status == "degraded" and scarce.public_id in [m["publicId"] for m in _find_all()]
+    trial = Event.objects.get(id__gt=start, event="health_changed")
+    assert (trial.data["previousStatus"], trial.data["status"], trial.data["trial"]) == ("down", "degraded", True)
+
+    # A failed trial puts it straight back down, and the next trial waits longer.
+    failed_at = t0 + timedelta(minutes=5)
+    health_record([Sample(scarce.pk, False, at=failed_at)], now=failed_at)
+    scarce.refresh_from_db()
+    assert scarce.status == "down"
+    assert health_trial(now=failed_at + timedelta(minutes=5)) == []  # 4 failures: wait 8 minutes
+    assert [m.pk for m in health_trial(now=failed_at + timedelta(minutes=8, seconds=1))] == [scarce.pk]
+
+
+def test_a_pinned_down_status_gets_no_trial(make_model):
+    from registry.health import health_trial
+
+    model = make_model("x:free", provider="openrouter", is_free=True, quota_scope="account", free_rpd=50,
+                       status="down", pinned_fields=["status"])
+
+    assert health_trial(now=timezone.now() + timedelta(hours=2)) == []
+    model.refresh_from_db()
+    assert model.status == "down"

@@ -213,3 +213,58 @@ def test_the_celery_task_runs_a_cycle(providers):
 
     assert discovery_cycle.apply().get() == 1
     assert counts("cerebras")[0] == len(catalog.CEREBRAS)
+
+
+def test_a_rate_limited_listing_is_no_failure_and_waits_its_retry_after(providers, fake):
+    providers("groq")
+    tracker.discover()
+    Provider.objects.filter(slug="groq").update(last_discovery_at=None)
+    fake.state.push("groq", "rate_limit", retry_after=90)
+
+    [result] = tracker.discover()
+
+    groq = Provider.objects.get(slug="groq")
+    assert result.error and groq.status == "up" and groq.failures == 0
+    assert 85 <= (groq.next_discovery_at - groq.last_discovery_at).total_seconds() <= 90
+    assert tracker.discover() == []  # waiting for the Retry-After
+
+
+def test_failed_listings_a_429_included_leave_the_providers_models_routable(providers, fake):
+    from registry import selectors, version
+
+    providers("groq")
+    tracker.discover()
+    fake.state.push("groq", "rate_limit", retry_after=1)
+    fake.state.push("groq", "server_error", count=2)
+
+    for _ in range(3):
+        Provider.objects.filter(slug="groq").update(next_discovery_at=None)
+        tracker.discover()
+
+    version.bump_local()
+    routable = [m.public_id for m in selectors.rank(selectors.Criteria(provider="groq"))]
+    assert "groq/llama-3.1-8b-instant" in routable
+
+
+def test_a_paid_model_passive_health_marked_down_comes_back_through_a_probe(providers, fake):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from registry.health import Sample, health_record
+
+    providers("openai")
+    tracker.discover()
+    paid = AIModel.objects.get(provider__slug="openai", model_id="gpt-4o-mini")
+    assert not paid.is_free
+    t0 = timezone.now() - timedelta(minutes=10)
+    health_record([Sample(paid.pk, False, error="UpstreamUnavailable", at=t0) for _ in range(3)], now=t0)
+    assert AIModel.objects.get(pk=paid.pk).status == "down"
+
+    targets = [m for m in tracker.health.probe_targets() if m.pk == paid.pk]
+    results = tracker.probe(targets)
+
+    assert [r.ok for r in results] == [True]
+    assert AIModel.objects.get(pk=paid.pk).status == "degraded"
+    probes = [r for r in fake.state.requests("openai") if r.get("path", "").endswith("/chat/completions")]
+    assert probes and probes[-1]["body"]["max_tokens"] == 1
