@@ -1,36 +1,41 @@
-"""Circuit breakers, one per model and one per provider.
+"""Circuit breakers that judge failure *rates*, one per model and one per provider.
 
-closed ──(more than `failures` failures within `window` s, or ≥ `ratio` failing over at least
-          `min_requests` requests since the first recent failure)──▶ open ──(cool-down passed)──▶ half-open: one trial request
-half-open ──success──▶ closed;  half-open ──failure──▶ open again, cool-down doubled (capped)
+closed ──(≥ `ratio` of ≥ `min_requests` calls failed within `window` s, or `consecutive` failures
+          in a row at low traffic)──▶ open ──(cool-down passed)──▶ half-open
+half-open: up to `trials` trial calls at a time; `trials` successes close it, one failure opens it
+           again with the cool-down doubled (capped at `max_cooldown`).
 
-Defaults follow LiteLLM's cooldowns (FIELD.md): more than 3 failures a minute or ≥ 50 % failing,
-5 s or the upstream's Retry-After, whichever is longer. A later opening never shortens an earlier
-deadline (a LiteLLM bug worth not repeating).
+Only upstream faults are fed in as failures (timeouts, 5xx, connection errors, malformed replies);
+a 429 is a quota cool-down (routing.live), and a client's bad request is nobody's failure
+(routing.gateway.engine decides). The failure count of a one-second-per-bucket window is kept for
+every key that has traffic, so a rate has a volume to be judged against; a success costs one
+bucket increment. A later opening never shortens an earlier deadline.
 
-State lives in a store: `MemoryStore` in one process, `RedisStore` (atomic Lua) shared by every
-process when REDIS_URL is set. Every method takes `now` (one clock, DESIGN.md).
+State is process-local and read without I/O on the request path. `Breakers.transitions` collects
+openings and closings for routing.live to share through Redis: each process judges its own traffic
+and every process adopts what another opened or closed (`adopt`). Every method takes `now` (one
+clock, DESIGN.md).
 """
 
 from __future__ import annotations
 
-import json
-import threading
-import time
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Protocol
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 
 
 @dataclass(frozen=True)
 class BreakerConfig:
-    failures: int = 3  # open on the (failures + 1)th failure within the window
     window: float = 60.0
+    min_requests: int = 10
     ratio: float = 0.5
-    min_requests: int = 5
-    cooldown: float = 5.0
-    max_cooldown: float = 300.0
+    consecutive: int = 5
+    cooldown: float = 10.0
+    max_cooldown: float = 120.0
+    trials: int = 2
+    trial_timeout: float = 30.0  # a trial that never reports frees its slot after this long
+    idle: float = 600.0  # a closed key without traffic this long is forgotten (bounded memory)
 
 
 @dataclass
@@ -38,164 +43,150 @@ class BreakerState:
     state: str = CLOSED
     open_until: float = 0.0
     cooldown: float = 0.0
-    # [second, requests, failures] per second of the window, kept only while failures are recent:
-    # a healthy key records nothing, so the happy path costs one read.
-    buckets: list[list[int]] = field(default_factory=list)
-    trial_at: float = 0.0  # when a half-open trial was let through
+    # [second, requests, failures] for each second of the window that saw traffic.
+    buckets: deque = field(default_factory=deque)
+    requests: int = 0  # totals over `buckets`
+    failures: int = 0
+    consecutive: int = 0
+    trials: list[float] = field(default_factory=list)  # start times of half-open trials in flight
+    trial_successes: int = 0
+    last_seen: float = 0.0
 
-    def prune(self, now: float, window: float) -> None:
-        oldest = int(now - window)
-        if self.buckets and self.buckets[0][0] <= oldest:
-            self.buckets = [b for b in self.buckets if b[0] > oldest]
-
-    def counts(self) -> tuple[int, int]:
-        return sum(b[1] for b in self.buckets), sum(b[2] for b in self.buckets)
-
-    def add(self, now: float, ok: bool) -> None:
+    def add(self, now: float, ok: bool, window: float) -> None:
         second = int(now)
-        if self.buckets and self.buckets[-1][0] == second:
-            self.buckets[-1][1] += 1
-            self.buckets[-1][2] += not ok
+        buckets = self.buckets
+        oldest = second - int(window)
+        while buckets and buckets[0][0] <= oldest:
+            _, r, f = buckets.popleft()
+            self.requests -= r
+            self.failures -= f
+        if buckets and buckets[-1][0] == second:
+            bucket = buckets[-1]
+            bucket[1] += 1
+            bucket[2] += not ok
         else:
-            self.buckets.append([second, 1, int(not ok)])
+            buckets.append([second, 1, int(not ok)])
+        self.requests += 1
+        self.failures += not ok
+        self.last_seen = now
 
-    def healthy(self, now: float, window: float) -> bool:
-        """Closed, with no failure in the window: a success changes nothing."""
-        return self.state == CLOSED and not any(b[2] for b in self.buckets if b[0] > now - window)
+    def effective(self, now: float) -> str:
+        return HALF_OPEN if self.state == OPEN and now >= self.open_until else self.state
 
     def as_dict(self, now: float) -> dict:
-        requests, failures = self.counts()
         return {
-            "state": HALF_OPEN if self.state == OPEN and now >= self.open_until else self.state,
+            "state": self.effective(now),
             "openForSeconds": round(max(0.0, self.open_until - now), 3) if self.state == OPEN else 0.0,
-            "recentFailures": failures,
-            "recentRequests": requests,
+            "recentFailures": self.failures,
+            "recentRequests": self.requests,
+            "failureRate": round(self.failures / self.requests, 4) if self.requests else 0.0,
         }
 
 
-class Store(Protocol):
-    def get(self, key: str) -> BreakerState | None: ...
-    def update(self, key: str, fn) -> tuple[BreakerState, object]: ...
-    def items(self) -> list[tuple[str, BreakerState]]: ...
-
-
-class MemoryStore:
-    def __init__(self) -> None:
-        self._states: dict[str, BreakerState] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> BreakerState | None:
-        return self._states.get(key)
-
-    def update(self, key: str, fn):
-        with self._lock:
-            state = self._states.setdefault(key, BreakerState())
-            result = fn(state)
-            return state, result
-
-    def items(self) -> list[tuple[str, BreakerState]]:
-        return list(self._states.items())
-
-
-class RedisStore:
-    """Breaker state as JSON under `afmts:brk:<key>`, updated under a short per-key lock
-    (SET NX PX) so concurrent processes apply transitions one at a time."""
-
-    # Reads are cached this long in the process: the hot path asks for two keys per request.
-    READ_CACHE_SECONDS = 0.25
-
-    def __init__(self, client, prefix: str = "afmts:brk:"):
-        self.redis = client
-        self.prefix = prefix
-        self._cache: dict[str, tuple[float, BreakerState | None]] = {}
-
-    def _load(self, raw) -> BreakerState | None:
-        if not raw:
-            return None
-        data = json.loads(raw)
-        data.pop("outcomes", None)
-        return BreakerState(**data)
-
-    def get(self, key: str) -> BreakerState | None:
-        now = time.monotonic()
-        hit = self._cache.get(key)
-        if hit is not None and now - hit[0] < self.READ_CACHE_SECONDS:
-            return hit[1]
-        state = self._load(self.redis.get(self.prefix + key))
-        self._cache[key] = (now, state)
-        return state
-
-    def update(self, key: str, fn):
-        name = self.prefix + key
-        with self.redis.lock(name + ":lock", timeout=2, blocking_timeout=2):
-            state = self._load(self.redis.get(name)) or BreakerState()
-            result = fn(state)
-            self.redis.set(name, json.dumps(state.__dict__), ex=3600)
-        self._cache[key] = (time.monotonic(), state)
-        return state, result
-
-    def items(self) -> list[tuple[str, BreakerState]]:
-        keys = [k for k in self.redis.scan_iter(self.prefix + "*") if not k.endswith(b":lock")]
-        values = self.redis.mget(keys) if keys else []
-        return [(k.decode()[len(self.prefix):], self._load(v)) for k, v in zip(keys, values, strict=True) if v]
-
-
 class Breakers:
-    def __init__(self, store: Store | None = None, config: BreakerConfig | None = None):
-        self.store = store or MemoryStore()
+    def __init__(self, config: BreakerConfig | None = None):
         self.config = config or BreakerConfig()
+        self.states: dict[str, BreakerState] = {}
+        # (key, "opened" | "closed", open_until, cooldown) not yet shared with other processes
+        self.transitions: list[tuple[str, str, float, float]] = []
 
     def allow(self, key: str, now: float) -> tuple[bool, float]:
-        """May a request go to `key` now? Returns (allowed, seconds until it may)."""
-        state = self.store.get(key)
-        if state is None or state.state == CLOSED:
+        """May a request go to `key` now? Returns (allowed, seconds until it may). A half-open key
+        admits up to `trials` trial calls at a time; the caller reports each with `record`."""
+        s = self.states.get(key)
+        if s is None or s.state == CLOSED:
             return True, 0.0
-        if now < state.open_until:
-            return False, state.open_until - now
-        # Half-open: let one trial through; others wait until it reports (or 10 s pass).
-        def claim(s: BreakerState) -> bool:
-            no_trial_yet = s.trial_at < s.open_until or now - s.trial_at >= 10.0
-            if s.state == OPEN and now >= s.open_until and no_trial_yet:
-                s.trial_at = now
-                return True
-            return s.state == CLOSED
+        if now < s.open_until:
+            return False, s.open_until - now
+        cfg = self.config
+        s.trials = [t for t in s.trials if now - t < cfg.trial_timeout]
+        if len(s.trials) >= cfg.trials:
+            return False, 0.0
+        s.trials.append(now)
+        return True, 0.0
 
-        _, allowed = self.store.update(key, claim)
-        return bool(allowed), 0.0 if allowed else 1.0
+    def would_allow(self, key: str, now: float) -> bool:
+        """`allow` without claiming a trial slot (for explanations and quota views)."""
+        s = self.states.get(key)
+        return s is None or s.state == CLOSED or now >= s.open_until
 
     def record(self, key: str, ok: bool, now: float, retry_after: float | None = None) -> str | None:
-        """Record an outcome; returns "opened" or "closed" when the breaker changed state."""
+        """Record an upstream outcome; returns "opened" or "closed" when the breaker changed state.
+        `retry_after` (an upstream 503's own wait) is the least cool-down if this opens it."""
         cfg = self.config
-        if ok:
-            current = self.store.get(key)
-            if current is None or current.healthy(now, cfg.window):
-                return None  # the happy path: nothing to record
-
-        def apply(s: BreakerState) -> str | None:
-            s.prune(now, cfg.window)
+        s = self.states.get(key)
+        if s is None:
             if ok:
-                if s.state == OPEN and now >= s.open_until:  # the half-open trial succeeded
-                    s.state, s.cooldown, s.buckets, s.trial_at = CLOSED, 0.0, [], 0.0
-                    return "closed"
-                if s.healthy(now, cfg.window):
-                    return None
-                s.add(now, ok)  # successes count only while failures are recent (the ratio rule)
+                s = self.states[key] = BreakerState()
+                s.add(now, ok, cfg.window)
                 return None
-            s.add(now, ok)
-            requests, failures = s.counts()
-            trial_failed = s.state == OPEN and now >= s.open_until
-            tripped = failures > cfg.failures or (requests >= cfg.min_requests and failures / requests >= cfg.ratio)
-            if not (trial_failed or tripped or retry_after):
-                return None
-            cooldown = min(cfg.max_cooldown, s.cooldown * 2) if trial_failed and s.cooldown else cfg.cooldown
-            cooldown = max(cooldown, retry_after or 0.0)
-            was_open = s.state == OPEN
-            s.state, s.cooldown = OPEN, cooldown
-            s.open_until = max(s.open_until, now + cooldown)  # never shorten a deadline
-            return None if was_open and not trial_failed else "opened"
+            s = self.states[key] = BreakerState()
+        s.add(now, ok, cfg.window)
+        if ok:
+            s.consecutive = 0
+            if s.state == OPEN and now >= s.open_until:
+                if s.trials:
+                    s.trials.pop(0)
+                s.trial_successes += 1
+                if s.trial_successes >= cfg.trials:
+                    return self._close(key, s)
+            return None
+        s.consecutive += 1
+        if s.state == OPEN:
+            if now >= s.open_until:  # a half-open trial failed: open again for longer
+                return self._open(key, s, now, min(cfg.max_cooldown, max(s.cooldown * 2, cfg.cooldown)), retry_after)
+            return None  # a call that was already in flight when it opened
+        by_rate = s.requests >= cfg.min_requests and s.failures >= cfg.ratio * s.requests
+        if by_rate or s.consecutive >= cfg.consecutive:
+            return self._open(key, s, now, cfg.cooldown, retry_after)
+        return None
 
-        _, change = self.store.update(key, apply)
-        return change
+    def trip(self, key: str, now: float, retry_after: float | None = None) -> str | None:
+        """Open a closed key on evidence gathered elsewhere (a provider whose models fail at once)."""
+        s = self.states.setdefault(key, BreakerState(last_seen=now))
+        if s.state == OPEN:
+            return None
+        return self._open(key, s, now, self.config.cooldown, retry_after)
+
+    def _open(self, key: str, s: BreakerState, now: float, cooldown: float, retry_after: float | None) -> str:
+        cooldown = max(cooldown, min(retry_after or 0.0, self.config.max_cooldown))
+        s.state, s.cooldown = OPEN, cooldown
+        s.open_until = max(s.open_until, now + cooldown)  # never shorten a deadline
+        s.trials, s.trial_successes = [], 0
+        self.transitions.append((key, "opened", s.open_until, cooldown))
+        return "opened"
+
+    def _close(self, key: str, s: BreakerState) -> str:
+        s.state, s.cooldown, s.open_until = CLOSED, 0.0, 0.0
+        s.trials, s.trial_successes, s.consecutive = [], 0, 0
+        s.buckets.clear()
+        s.requests = s.failures = 0
+        self.transitions.append((key, "closed", 0.0, 0.0))
+        return "closed"
+
+    def adopt(self, key: str, open_until: float | None, cooldown: float = 0.0) -> str | None:
+        """Take on what another process decided: open until `open_until`, or closed (None)."""
+        s = self.states.get(key)
+        if open_until is None:
+            if s is not None and s.state == OPEN:
+                s.state, s.cooldown, s.open_until, s.trials, s.trial_successes = CLOSED, 0.0, 0.0, [], 0
+                s.consecutive = 0
+                return "closed"
+            return None
+        if s is None:
+            s = self.states[key] = BreakerState()
+        if s.state == OPEN and s.open_until >= open_until:
+            return None
+        changed = s.state != OPEN
+        s.state, s.open_until, s.cooldown = OPEN, max(s.open_until, open_until), max(s.cooldown, cooldown)
+        s.trials, s.trial_successes = [], 0
+        return "opened" if changed else None
+
+    def prune(self, now: float) -> None:
+        """Forget closed keys without recent traffic (bounded memory)."""
+        idle = self.config.idle
+        for key in [k for k, s in self.states.items() if s.state == CLOSED and now - s.last_seen > idle]:
+            del self.states[key]
 
     def snapshot(self, now: float) -> dict[str, dict]:
-        return {key: state.as_dict(now) for key, state in self.store.items() if state.state != CLOSED or state.buckets}
+        return {key: s.as_dict(now) for key, s in list(self.states.items()) if s.state != CLOSED or s.failures}
