@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from afmts import errors
 from afmts.health import health
 from afmts.metrics import metrics
+from routing.api import task_route
 
 urlpatterns = [
     path("health", health, name="health"),
@@ -12,6 +13,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/", include("registry.api.urls")),
+    # Async (a long task holds no thread); routing.urls' TaskRouteView, behind it, documents it.
+    path("api/tasks/route", task_route, name="task-route"),
     path("api/", include("routing.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -4,9 +4,13 @@ live routing state (breakers, free quota, load), and manage operators' aliases."
 from __future__ import annotations
 
 import time
+from typing import Any
 
-from django.db import transaction
+from asgiref.sync import sync_to_async
+from django.db import connection, transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -14,6 +18,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from afmts.errors import envelope, error_response
 from registry.api.serializers import CamelInput
 from registry.api.views import Base
 from registry.events import publish
@@ -176,6 +181,10 @@ class TaskSerializer(CamelInput, serializers.Serializer):
 
 
 class TaskRouteView(Base):
+    """POST /api/tasks/route as the OpenAPI schema and DRF see it: the key, scope, throttle and body
+    checks (`task_checked`). The path itself is served by the async `task_route` (afmts/urls.py
+    routes it there first), so a long task holds no thread, and no database connection, while it runs."""
+
     serializer_class = TaskSerializer
     any_key_may_post = True
 
@@ -184,22 +193,51 @@ class TaskRouteView(Base):
         responses=OpenApiTypes.OBJECT,
     )
     def post(self, request: Request) -> Response:
-        from asgiref.sync import async_to_sync
+        raise NotFound("POST /api/tasks/route is served by routing.api.task_route.")  # never routed here
 
-        from routing.tasks import TaskFailed, agents_for, run_task
 
-        data = self.get_serializer(data=request.data)
+def task_checked(request: HttpRequest) -> tuple[dict[str, Any], Any, list[Agent]] | HttpResponse:
+    """(task, principal, agents) for a task request, or the error response refusing it. The same
+    DRF checks as every endpoint (authentication, permission, throttle, TaskSerializer), answered in
+    the one error envelope."""
+    from routing.tasks import agents_for
+
+    view = TaskRouteView()
+    view.setup(request)
+    drf = view.initialize_request(request)
+    view.request, view.headers, view.format_kwarg = drf, view.default_response_headers, None
+    try:
+        view.initial(drf)
+        data = view.get_serializer(data=drf.data)
         data.is_valid(raise_exception=True)
         task = dict(data.validated_data)
         # With explicit fallbacks, any named agent with an endpoint may run it; else those declaring the type.
         agents = list(Agent.objects.exclude(endpoint="")) if task.get("fallbacks") else agents_for(task["type"])
-        try:
-            result = async_to_sync(run_task)(task, principal=request.user, agents=agents)
-        except TaskFailed as failed:
-            return Response(
-                {"error": {"message": failed.message, "type": "service_unavailable" if failed.status == 503
-                           else "invalid_request_error", "param": None, "code": "task_failed"},
-                 **failed.result.as_dict()},
-                status=failed.status, headers={"Retry-After": "30"} if failed.status == 503 else None,
-            )
-        return Response(result.as_dict())
+    except Exception as exc:  # noqa: BLE001 - DRF answers it (or re-raises what it does not know)
+        return view.finalize_response(drf, view.handle_exception(exc))
+    finally:
+        connection.close()  # a pool thread's connection must not outlive the checks
+    return task, drf.user, agents
+
+
+@csrf_exempt  # as DRF's views: session callers are CSRF-checked by StaffSessionAuthentication
+async def task_route(request: HttpRequest) -> HttpResponse:
+    """POST /api/tasks/route: run a task (routing.tasks.run_task). Async: the checks run in a pool
+    thread, the task itself on the event loop."""
+    if request.method != "POST":
+        return error_response(405, f'Method "{request.method}" not allowed.', code="method_not_allowed",
+                              headers={"Allow": "POST"})
+    from routing.tasks import TaskFailed, run_task
+
+    checked = await sync_to_async(task_checked, thread_sensitive=False)(request)
+    if isinstance(checked, HttpResponse):
+        return checked
+    task, principal, agents = checked
+    try:
+        result = await run_task(task, principal=principal, agents=agents)
+    except TaskFailed as failed:
+        # No Retry-After: nothing says when waiting would help (DESIGN.md, "One error envelope").
+        body = envelope(failed.message, type="service_unavailable" if failed.status == 503 else "invalid_request_error",
+                        code="task_failed")
+        return JsonResponse({**body, **failed.result.as_dict()}, status=failed.status)
+    return JsonResponse(result.as_dict())

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
+import httpx
 import pytest
 from rest_framework.test import APIClient
 
@@ -108,9 +110,48 @@ def test_nothing_can_run_it_is_a_503_that_says_why(api, provider):
 
     assert response.status_code == 503
     assert "not free" in response.json()["error"]["message"]
+    assert not response.has_header("Retry-After")  # no known time would help: SDKs should not wait
 
 
 def test_a_task_needs_input(api):
     response = api.post("/api/tasks/route", {"type": "translation"}, format="json")
 
     assert response.status_code == 400 and response.json()["error"]["param"] == "input"
+
+
+def test_a_long_task_never_holds_up_the_rest_api(gateway, provider, fake, user_secret):
+    provider("groq", models=[FREE])
+    fake.state.push("groq", "slow_first_byte", seconds=1.5)
+    auth = {"authorization": f"Bearer {user_secret}"}
+    finished: dict[str, float] = {}
+
+    def route() -> None:
+        response = httpx.post(f"{gateway}/api/tasks/route", json={"type": "text-generation", "input": "slow"},
+                              headers=auth, timeout=30)
+        finished["task"] = time.monotonic()
+        finished["status"] = response.status_code
+
+    task = threading.Thread(target=route)
+    task.start()
+    deadline = time.monotonic() + 10
+    while not fake.state.requests("groq") and time.monotonic() < deadline:
+        time.sleep(0.01)  # the task is upstream now
+    listed = httpx.get(f"{gateway}/api/models", headers=auth, timeout=30)
+    answered = time.monotonic()
+    task.join(30)
+
+    assert listed.status_code == 200 and listed.json()["results"][0]["publicId"] == "groq/llama-3.1-8b-instant"
+    assert finished["status"] == 200
+    assert answered < finished["task"]  # the listing did not wait for the task
+
+
+def test_task_route_is_described_in_the_openapi_schema(api):
+    paths = api.get("/api/schema/", HTTP_ACCEPT="application/json").json()["paths"]
+
+    assert "post" in paths["/api/tasks/route"]
+
+
+def test_a_task_needs_a_key(gateway):
+    response = httpx.post(f"{gateway}/api/tasks/route", json={"type": "text-generation", "input": "x"}, timeout=10)
+
+    assert response.status_code == 401 and response.json()["error"]["type"] == "authentication_error"
