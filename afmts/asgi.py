@@ -21,8 +21,11 @@ websocket_routes = [
     path("", EventConsumer.as_asgi()),
 ]
 
+gateway = Gateway(django_app)
 application = ProtocolTypeRouter({
     # /v1/* is the gateway's lean hot path; everything else is Django.
-    "http": Gateway(django_app),
+    "http": gateway,
     "websocket": AuthMiddlewareStack(URLRouter(websocket_routes)),
+    # Shutdown writes the buffered usage records (the server has drained its connections by then).
+    "lifespan": gateway,
 })

@@ -141,6 +141,8 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
 else:
     _db.setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     _db.setdefault("CONN_HEALTH_CHECKS", True)
+    # A database that does not answer fails a connect in seconds (threads waiting on it hold requests).
+    _db.setdefault("OPTIONS", {}).setdefault("connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5))
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -255,6 +257,12 @@ AFMTS_PROBE_SCARCE_RPD = env.int("AFMTS_PROBE_SCARCE_RPD", default=1000)
 AFMTS_MODEL_CONCURRENCY = env.int("AFMTS_MODEL_CONCURRENCY", default=16)
 # Gateway usage records are written in batches this often (off the request path).
 AFMTS_USAGE_FLUSH_SECONDS = env.float("AFMTS_USAGE_FLUSH_SECONDS", default=1.0)
+# While the database is unreachable, usage batches are kept in memory up to this many records (the
+# oldest past it spill to JSON-lines files in AFMTS_USAGE_SPILL_DIR, replayed later) and retried with
+# back-off up to AFMTS_USAGE_RETRY_MAX_SECONDS (sooner when a cheap probe finds the database back).
+AFMTS_USAGE_BUFFER_MAX = env.int("AFMTS_USAGE_BUFFER_MAX", default=100_000)
+AFMTS_USAGE_RETRY_MAX_SECONDS = env.float("AFMTS_USAGE_RETRY_MAX_SECONDS", default=30.0)
+AFMTS_USAGE_SPILL_DIR = env("AFMTS_USAGE_SPILL_DIR", default=str(DATA_DIR / "usage-spill"))
 # The paid model savings are measured against (public id); empty = the cheapest comparable one.
 AFMTS_REFERENCE_MODEL = env("AFMTS_REFERENCE_MODEL", default="")
 # Gateway limits: attempts per request (first try + failovers), total deadline, body size.

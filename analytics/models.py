@@ -3,8 +3,14 @@ from django.db import models
 
 class UsageRecord(models.Model):
     """One gateway request: who, which model, tokens, timing, outcome, cost and what it would have
-    cost on the reference paid model. Written in batches off the request path (analytics.recorder)."""
+    cost on the reference paid model. Written in batches off the request path (analytics.recorder).
 
+    `uid` makes each record idempotent: the recorder inserts with conflicts ignored, so a batch written
+    twice (a retry after a partial failure, a replayed spill file) stores each request once. The
+    client's `request_id` is not unique: two requests may send the same one, and a task records one
+    row per model it tried under the task's id."""
+
+    uid = models.CharField(max_length=32, unique=True, null=True, editable=False)  # null: rows from before it
     ts = models.DateTimeField(db_index=True)
     request_id = models.CharField(max_length=64)
     key_id = models.BigIntegerField(null=True, blank=True, db_index=True)

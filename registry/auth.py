@@ -3,12 +3,19 @@
 Keys are checked on every API and gateway request, so a lookup is a SHA-256 and a dict hit: the
 cache is dropped when the registry version changes (a revocation publishes an event), and
 `last_used_at` is collected in memory and written in batches by a background thread.
+
+The gateway looks keys up in worker threads (`principal_from_store`) on a health-checked connection.
+While the database cannot be read it serves the last answer this process had for a key, so clients
+already using the gateway keep working through an outage; a key never seen before gets
+`KeyStoreUnavailable` (a 503). The price: a key revoked by another process just before an outage
+works here until the database is back.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -47,6 +54,13 @@ class Principal:
 
 
 _cache = version.Versioned(dict)
+# The last answer read from the database per key digest, kept across registry versions: what the
+# gateway serves while the database is down.
+_known: dict[str, Principal | None] = {}
+
+
+class KeyStoreUnavailable(Exception):
+    """The key store (the database) cannot be read and this key was never seen by this process."""
 
 
 def principal_for_secret(secret: str) -> Principal | None:
@@ -65,9 +79,41 @@ def principal_for_secret(secret: str) -> Principal | None:
         if len(cache) >= CACHE_MAX:
             cache.clear()
         cache[digest] = principal
+        if len(_known) >= CACHE_MAX:
+            _known.clear()
+        _known[digest] = principal
     if principal is not None:
         usage.touch(principal.key_id)
     return principal
+
+
+def principal_from_store(secret: str) -> Principal | None:
+    """`principal_for_secret` for a worker thread of the gateway: on a connection checked first (one
+    broken by a database restart is replaced), and during a database outage the last known answer.
+    Raises KeyStoreUnavailable when the database cannot be read and the key was never seen."""
+    from django.db import DatabaseError, connection
+
+    if not connection.in_atomic_block:
+        try:
+            connection.close_if_unusable_or_obsolete()
+        except DatabaseError:
+            connection.connection = None
+    try:
+        return principal_for_secret(secret)
+    except DatabaseError as exc:
+        if not connection.in_atomic_block:
+            try:
+                connection.close()
+            except DatabaseError:
+                connection.connection = None
+        digest = hashlib.sha256(secret.encode()).hexdigest()
+        if digest not in _known:
+            raise KeyStoreUnavailable(type(exc).__name__) from None
+        log.warning("key store unavailable (%s): serving a known key from memory", type(exc).__name__)
+        principal = _known[digest]
+        if principal is not None:
+            usage.touch(principal.key_id)
+        return principal
 
 
 def secret_from_headers(headers) -> str | None:
@@ -80,7 +126,8 @@ def secret_from_headers(headers) -> str | None:
 
 class KeyUsage:
     """Collects last-used times per key; a daemon thread writes them every
-    AFMTS_KEY_USAGE_FLUSH_SECONDS in one query per key, never on a request."""
+    AFMTS_KEY_USAGE_FLUSH_SECONDS in one statement, never on a request. A failed write keeps its
+    times for the next round; `close()` writes what is left (at shutdown)."""
 
     def __init__(self) -> None:
         self._pending: dict[int, float] = {}
@@ -100,23 +147,45 @@ class KeyUsage:
     def _run(self) -> None:
         while True:
             time.sleep(settings.AFMTS_KEY_USAGE_FLUSH_SECONDS)
+            if not self._pending:
+                continue
+            close_old_connections()
             try:
                 self.flush()
-            except Exception:  # noqa: BLE001 - retried next round
-                log.exception("could not write API key usage")
-            finally:
+            except Exception as exc:  # noqa: BLE001 - kept and retried next round
+                log.warning("could not write API key usage (%s); retried next round", type(exc).__name__)
                 close_old_connections()
 
     def flush(self) -> int:
         with self._lock:
             pending, self._pending = self._pending, {}
-        for key_id, ts in pending.items():
-            when = datetime.fromtimestamp(ts, tz=UTC)
-            ApiKey.objects.filter(pk=key_id).update(last_used_at=when)
+        if not pending:
+            return 0
+        try:
+            ApiKey.objects.bulk_update(
+                [ApiKey(pk=key_id, last_used_at=datetime.fromtimestamp(ts, tz=UTC)) for key_id, ts in pending.items()],
+                ["last_used_at"],
+            )
+        except Exception:
+            with self._lock:
+                for key_id, ts in pending.items():  # a newer touch wins over the kept time
+                    self._pending[key_id] = max(ts, self._pending.get(key_id, 0.0))
+            raise
         return len(pending)
+
+    def close(self) -> None:
+        """Write what is pending now (shutdown); a failure is logged, not raised."""
+        try:
+            self.flush()
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not write API key usage at shutdown (%s)", type(exc).__name__)
+
+    def _after_fork(self) -> None:
+        self.__init__()
 
 
 usage = KeyUsage()
+os.register_at_fork(after_in_child=usage._after_fork)
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):

@@ -12,15 +12,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import close_old_connections
 
-from analytics.recorder import Outcome, recorder
+from analytics.recorder import Outcome, recorder, request_id_for
 from registry import auth
 from routing.gateway import anthropic
 from routing.gateway.asgi import (
@@ -94,7 +95,11 @@ async def authenticate(headers: dict[str, str]) -> auth.Principal:
         if principal is not None:
             auth.usage.touch(principal.key_id)
     else:
-        principal = await sync_to_async(auth.principal_for_secret, thread_sensitive=False)(secret)
+        try:
+            principal = await sync_to_async(auth.principal_from_store, thread_sensitive=False)(secret)
+        except auth.KeyStoreUnavailable:
+            raise GatewayError(503, "The key store is unavailable; try again shortly.", type="api_error",
+                               code="key_store_unavailable") from None
     if principal is None:
         raise GatewayError(401, "Invalid or revoked API key.", type="authentication_error", code="invalid_api_key")
     limiter.check(principal, time.time(), redis=runtime.live.redis)
@@ -129,6 +134,35 @@ def response_headers(call: Call) -> dict[str, str]:
     return headers
 
 
+class FreshConnections(ThreadPoolExecutor):
+    """The loop's default executor (sync_to_async without thread sensitivity runs there): each job
+    first drops its thread's database connection if it broke or expired, so after a database restart
+    no worker thread keeps failing on a dead connection (CONN_HEALTH_CHECKS checks the next one)."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        return super().submit(_fresh_connection_call, fn, args, kwargs)
+
+
+def _fresh_connection_call(fn: Callable, args: tuple, kwargs: dict) -> Any:
+    close_old_connections()
+    return fn(*args, **kwargs)
+
+
+async def lifespan(receive: Receive, send: Send) -> None:
+    """ASGI lifespan. Startup installs FreshConnections; shutdown (after the server drained its
+    connections) writes the usage and key-usage buffers, in a thread, before the process exits."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            asyncio.get_running_loop().set_default_executor(FreshConnections())
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await asyncio.to_thread(recorder.close)
+            await asyncio.to_thread(auth.usage.close)
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 class Gateway:
     """ASGI: `/v1/*` here, everything else to `fallback` (Django and Channels)."""
 
@@ -143,13 +177,16 @@ class Gateway:
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan(receive, send)
+            return
         path = scope.get("path", "")
         if scope["type"] != "http" or not path.startswith("/v1/"):
             await self.fallback(scope, receive, send)
             return
         started = time.perf_counter()
         headers = request_headers(scope)
-        request_id = headers.get("x-request-id") or f"req_{uuid.uuid4().hex[:24]}"
+        request_id = request_id_for(headers.get("x-request-id"))
         anthropic_api = path == "/v1/messages"
         render = anthropic.error_body if anthropic_api else openai_error
         method = scope["method"]

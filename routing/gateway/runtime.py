@@ -3,8 +3,9 @@
 - The routing view: the registry snapshot, each provider's adapter settings (with its decrypted key,
   which never leaves this process) and the operators' aliases. Rebuilt in a worker thread when the
   registry version changes; requests read whatever is current — no query on the request path.
-- Two background tasks on the server's event loop, started by the first request: a watcher that
-  re-reads the registry version every AFMTS_REGISTRY_POLL_SECONDS, and the usage flusher.
+- Background tasks on the server's event loop, started by the first request: a watcher that
+  re-reads the registry version every AFMTS_REGISTRY_POLL_SECONDS, among others. Usage records are
+  written by the recorder's own writer thread (analytics.recorder), not here.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class Runtime:
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._rebuild_lock = asyncio.Lock()
-        self._tasks = [loop.create_task(self._watch()), loop.create_task(self._flush())]
+        self._tasks = [loop.create_task(self._watch())]
 
     async def _watch(self) -> None:
         refresh = sync_to_async(version.refresh, thread_sensitive=False)
@@ -90,14 +91,9 @@ class Runtime:
             except Exception:  # noqa: BLE001 - keep serving the last good view
                 log.exception("could not refresh the registry view")
 
-    async def _flush(self) -> None:
-        flush = sync_to_async(recorder.flush, thread_sensitive=False)
-        while True:
-            await asyncio.sleep(settings.AFMTS_USAGE_FLUSH_SECONDS)
-            if recorder.pending():
-                await flush()
-
     async def flush_now(self) -> int:
+        """Write the usage buffer now (the recorder's own writer thread does it every
+        AFMTS_USAGE_FLUSH_SECONDS)."""
         return await sync_to_async(recorder.flush, thread_sensitive=False)()
 
 

@@ -24,7 +24,7 @@ def web_command(host: str, port: int) -> list[str]:
         return [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "--proxy-headers", "afmts.asgi:application"]
     return [
         sys.executable, "-m", "uvicorn", "afmts.asgi:application", "--host", host, "--port", str(port),
-        "--loop", "uvloop", "--http", "httptools", "--ws", "websockets", "--lifespan", "off", "--proxy-headers",
+        "--loop", "uvloop", "--http", "httptools", "--ws", "websockets", "--lifespan", "on", "--proxy-headers",
         "--no-access-log", "--timeout-keep-alive", "75",
     ]
 
