@@ -9,6 +9,8 @@ from typing import Any
 import httpx
 
 DEFAULT_URL = "http://localhost:3001"
+FALLBACKS = 4  # alternatives a model client sends the gateway (its AFMTS_GATEWAY_MAX_ATTEMPTS is 5)
+REMEMBERED = 1000  # models whose discovered alternatives a registry client keeps
 
 
 class RegistryError(Exception):
@@ -96,13 +98,45 @@ class _Calls:
         return Call("GET", "/api/free-models")
 
     @staticmethod
-    def chat(model: str, messages: list[dict[str, Any]], **options: Any) -> Call:
-        return Call("POST", "/v1/chat/completions", {"model": model, "messages": messages, **options})
+    def chat(model: str, messages: list[dict[str, Any]], fallbacks: tuple[str, ...] = (), **options: Any) -> Call:
+        body = {"model": model, "messages": messages, **options}
+        if fallbacks:
+            # The gateway's own fallback list (extra_body "afmts"): it fails over in one request and
+            # records the usage under the model that served.
+            ours = dict(body.get("afmts") or {})
+            ours["fallbacks"] = [*(ours.get("fallbacks") or []), *(f for f in fallbacks if f != model)]
+            body["afmts"] = ours
+        return Call("POST", "/v1/chat/completions", body)
 
 
 def _first(found: Any) -> dict[str, Any] | None:
     models = found.get("models", []) if isinstance(found, dict) else found
     return models[0] if models else None
+
+
+class _Alternatives:
+    """What a discovery found besides each model: the next ones of the same ranking, best first,
+    which its model client sends the gateway as fallbacks."""
+
+    def __init__(self) -> None:
+        self.by_model: dict[str, tuple[str, ...]] = {}
+
+    def remember(self, found: Any) -> None:
+        models = found.get("models", []) if isinstance(found, dict) else found
+        ids = [m["publicId"] for m in models if isinstance(m, dict) and m.get("publicId")]
+        if len(self.by_model) + len(ids) > REMEMBERED:
+            self.by_model.clear()
+        for n, public_id in enumerate(ids):
+            self.by_model[public_id] = tuple(ids[n + 1:n + 1 + FALLBACKS])
+
+    def of(self, public_id: str, fallbacks: list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+        return tuple(fallbacks) if fallbacks is not None else self.by_model.get(public_id, ())
+
+
+def _model_name(model: int | str | dict[str, Any]) -> int | str:
+    if isinstance(model, dict):
+        return model.get("publicId") or model["id"]
+    return model
 
 
 def _text(completion: dict[str, Any]) -> str:
@@ -132,6 +166,7 @@ class AIRegistryClient:
         key = api_key or os.environ.get("AFMTS_API_KEY", "")
         self.http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, transport=transport,
                                  headers={"authorization": f"Bearer {key}"} if key else {})
+        self.alternatives = _Alternatives()
 
     def __enter__(self) -> AIRegistryClient:
         return self
@@ -146,15 +181,20 @@ class AIRegistryClient:
         return _result(self.http.request(call.method, call.path, json=call.json, params=call.params))
 
     def find_models(self, criteria: dict[str, Any] | None = None, **kwargs: Any) -> list[dict[str, Any]]:
-        return self._do(_Calls.find_models(criteria, **kwargs))["models"]
+        found = self._do(_Calls.find_models(criteria, **kwargs))
+        self.alternatives.remember(found)
+        return found["models"]
 
     def discover_model(self, capability: str, criteria: dict[str, Any] | None = None, *, max_latency: float | None = None,
                        min_reliability: float | None = None, max_cost_per_token: float | None = None,
                        free_only: bool | None = None) -> dict[str, Any] | None:
-        """The best model for a capability under the seed's limits, or None."""
-        return _first(self._do(_Calls.find_models(
-            {**(criteria or {}), "capability": capability, "limit": 1}, max_latency=max_latency,
-            min_reliability=min_reliability, max_cost_per_token=max_cost_per_token, free_only=free_only)))
+        """The best model for a capability under the seed's limits, or None. The next best ones are
+        remembered as its alternatives (see create_model_client)."""
+        found = self._do(_Calls.find_models(
+            {**(criteria or {}), "capability": capability, "limit": 1 + FALLBACKS}, max_latency=max_latency,
+            min_reliability=min_reliability, max_cost_per_token=max_cost_per_token, free_only=free_only))
+        self.alternatives.remember(found)
+        return _first(found)
 
     def list_models(self, **filters: Any) -> dict[str, Any]:
         return self._do(_Calls.list_models(**filters))
@@ -183,29 +223,39 @@ class AIRegistryClient:
     def free_models(self) -> list[dict[str, Any]]:
         return self._do(_Calls.free_models())["models"]
 
-    def create_model_client(self, model: int | str | dict[str, Any]) -> ModelClient:
+    def create_model_client(self, model: int | str | dict[str, Any], *,
+                            fallbacks: list[str] | None = None) -> ModelClient:
         """A client for one model (a numeric id, a public id like "groq/llama-3.1-8b-instant", a policy
-        like "free", or a model dict from find_models)."""
-        if isinstance(model, dict):
-            model = model.get("publicId") or model["id"]
+        like "free", or a model dict from find_models). Its calls go through the gateway with
+        `fallbacks` — by default the alternatives the discovery that found the model ranked next — so
+        a failing model fails over within the same request."""
+        model = _model_name(model)
         if isinstance(model, int) or str(model).isdigit():
             model = self.get_model(model)["publicId"]
-        return ModelClient(self, str(model))
+        return ModelClient(self, str(model), self.alternatives.of(str(model), fallbacks))
 
 
 class ModelClient:
-    def __init__(self, registry: AIRegistryClient, model: str):
-        self.registry, self.model = registry, model
+    """Calls one model through the gateway. `served_by` names the model that answered the last call
+    (the gateway's x-afmts-model: the model itself or one of its fallbacks)."""
+
+    def __init__(self, registry: AIRegistryClient, model: str, fallbacks: tuple[str, ...] = ()):
+        self.registry, self.model, self.fallbacks = registry, model, fallbacks
+        self.served_by: str | None = None
 
     def chat(self, messages: list[dict[str, Any]], **options: Any) -> dict[str, Any]:
-        return self.registry._do(_Calls.chat(self.model, messages, **options))
+        call = _Calls.chat(self.model, messages, self.fallbacks, **options)
+        response = self.registry.http.request(call.method, call.path, json=call.json)
+        self.served_by = response.headers.get("x-afmts-model")
+        return _result(response)
 
     def query(self, prompt: str | list[dict[str, Any]], *, system: str | None = None, **options: Any) -> str:
         return _text(self.chat(_messages(prompt, system), **options))
 
     def stream(self, prompt: str | list[dict[str, Any]], *, system: str | None = None, **options: Any) -> Iterator[str]:
-        call = _Calls.chat(self.model, _messages(prompt, system), stream=True, **options)
+        call = _Calls.chat(self.model, _messages(prompt, system), self.fallbacks, stream=True, **options)
         with self.registry.http.stream(call.method, call.path, json=call.json) as response:
+            self.served_by = response.headers.get("x-afmts-model")
             if response.status_code >= 400:
                 response.read()
                 _result(response)
@@ -223,6 +273,7 @@ class AsyncAIRegistryClient:
         key = api_key or os.environ.get("AFMTS_API_KEY", "")
         self.http = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout, transport=transport,
                                       headers={"authorization": f"Bearer {key}"} if key else {})
+        self.alternatives = _Alternatives()
 
     async def __aenter__(self) -> AsyncAIRegistryClient:
         return self
@@ -237,14 +288,18 @@ class AsyncAIRegistryClient:
         return _result(await self.http.request(call.method, call.path, json=call.json, params=call.params))
 
     async def find_models(self, criteria: dict[str, Any] | None = None, **kwargs: Any) -> list[dict[str, Any]]:
-        return (await self._do(_Calls.find_models(criteria, **kwargs)))["models"]
+        found = await self._do(_Calls.find_models(criteria, **kwargs))
+        self.alternatives.remember(found)
+        return found["models"]
 
     async def discover_model(self, capability: str, criteria: dict[str, Any] | None = None, *,
                              max_latency: float | None = None, min_reliability: float | None = None,
                              max_cost_per_token: float | None = None, free_only: bool | None = None) -> dict[str, Any] | None:
-        return _first(await self._do(_Calls.find_models(
-            {**(criteria or {}), "capability": capability, "limit": 1}, max_latency=max_latency,
-            min_reliability=min_reliability, max_cost_per_token=max_cost_per_token, free_only=free_only)))
+        found = await self._do(_Calls.find_models(
+            {**(criteria or {}), "capability": capability, "limit": 1 + FALLBACKS}, max_latency=max_latency,
+            min_reliability=min_reliability, max_cost_per_token=max_cost_per_token, free_only=free_only))
+        self.alternatives.remember(found)
+        return _first(found)
 
     async def list_models(self, **filters: Any) -> dict[str, Any]:
         return await self._do(_Calls.list_models(**filters))
@@ -273,28 +328,35 @@ class AsyncAIRegistryClient:
     async def free_models(self) -> list[dict[str, Any]]:
         return (await self._do(_Calls.free_models()))["models"]
 
-    async def create_model_client(self, model: int | str | dict[str, Any]) -> AsyncModelClient:
-        if isinstance(model, dict):
-            model = model.get("publicId") or model["id"]
+    async def create_model_client(self, model: int | str | dict[str, Any], *,
+                                  fallbacks: list[str] | None = None) -> AsyncModelClient:
+        model = _model_name(model)
         if isinstance(model, int) or str(model).isdigit():
             model = (await self.get_model(model))["publicId"]
-        return AsyncModelClient(self, str(model))
+        return AsyncModelClient(self, str(model), self.alternatives.of(str(model), fallbacks))
 
 
 class AsyncModelClient:
-    def __init__(self, registry: AsyncAIRegistryClient, model: str):
-        self.registry, self.model = registry, model
+    """ModelClient, awaited."""
+
+    def __init__(self, registry: AsyncAIRegistryClient, model: str, fallbacks: tuple[str, ...] = ()):
+        self.registry, self.model, self.fallbacks = registry, model, fallbacks
+        self.served_by: str | None = None
 
     async def chat(self, messages: list[dict[str, Any]], **options: Any) -> dict[str, Any]:
-        return await self.registry._do(_Calls.chat(self.model, messages, **options))
+        call = _Calls.chat(self.model, messages, self.fallbacks, **options)
+        response = await self.registry.http.request(call.method, call.path, json=call.json)
+        self.served_by = response.headers.get("x-afmts-model")
+        return _result(response)
 
     async def query(self, prompt: str | list[dict[str, Any]], *, system: str | None = None, **options: Any) -> str:
         return _text(await self.chat(_messages(prompt, system), **options))
 
     async def stream(self, prompt: str | list[dict[str, Any]], *, system: str | None = None,
                      **options: Any) -> AsyncIterator[str]:
-        call = _Calls.chat(self.model, _messages(prompt, system), stream=True, **options)
+        call = _Calls.chat(self.model, _messages(prompt, system), self.fallbacks, stream=True, **options)
         async with self.registry.http.stream(call.method, call.path, json=call.json) as response:
+            self.served_by = response.headers.get("x-afmts-model")
             if response.status_code >= 400:
                 await response.aread()
                 _result(response)

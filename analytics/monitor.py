@@ -14,7 +14,8 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Avg, Count, Max, Q, QuerySet, Sum
+from django.db.models import Avg, Count, Max, Q, QuerySet, Sum, Value
+from django.db.models.functions import Coalesce, NullIf
 from django.utils import timezone
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily
@@ -153,13 +154,21 @@ def status(now: datetime | None = None) -> dict[str, Any]:
 # ---- report -------------------------------------------------------------------------------------
 
 
+def _by_model(qs: QuerySet) -> QuerySet:
+    """`qs` with `attributed`: the model that served a request, or, when none did (every candidate
+    failed, nothing could serve), the model the client asked for — never a "(none)" row."""
+    return qs.annotate(attributed=Coalesce(NullIf("public_id", Value("")), "requested_model"))
+
+
 def _grouped(qs: QuerySet, key: str) -> list[dict[str, Any]]:
+    if key == "public_id":
+        qs, key = _by_model(qs), "attributed"
     rows = qs.values(key).annotate(**TOTALS).order_by("-requests", key)
     out = []
     for row in rows:
         latencies = _recent(qs.filter(**{key: row[key]}), "latency_ms")
         out.append({
-            ("model" if key == "public_id" else "provider"): row[key] or "(none)",
+            ("model" if key == "attributed" else "provider"): row[key] or "(none)",
             **_summary(row),
             "freeRequests": row["free_requests"],
             "p50LatencyMs": percentile(latencies, 0.5),
@@ -224,11 +233,11 @@ def report(since: datetime | None = None, until: datetime | None = None) -> dict
 def performance(since: datetime | None = None) -> list[dict[str, Any]]:
     """One row per model with traffic since `since` (default the last 24 h), busiest first."""
     since = since or timezone.now() - timedelta(hours=24)
-    qs = UsageRecord.objects.filter(ts__gte=since)
+    qs = _by_model(UsageRecord.objects.filter(ts__gte=since))
     ok = Q(status="ok")
     timed = ok & Q(latency_ms__gt=0)
     rows = list(
-        qs.values("public_id")
+        qs.values("attributed")
         .annotate(
             requests=Count("id"),
             ok=Count("id", filter=ok),
@@ -237,7 +246,7 @@ def performance(since: datetime | None = None) -> list[dict[str, Any]]:
             timed_tokens=Sum("tokens_out", filter=timed),
             timed_ms=Sum("latency_ms", filter=timed),
         )
-        .order_by("-requests", "public_id")
+        .order_by("-requests", "attributed")
     )
     registry = {
         m["id"]: m
@@ -247,7 +256,7 @@ def performance(since: datetime | None = None) -> list[dict[str, Any]]:
     }
     out = []
     for row in rows:
-        group = qs.filter(public_id=row["public_id"])
+        group = qs.filter(attributed=row["attributed"])
         latencies = _recent(group, "latency_ms")
         ttfts = _recent(group, "ttft_ms")
         model = registry.get(row["model_pk"]) or {}
@@ -255,7 +264,7 @@ def performance(since: datetime | None = None) -> list[dict[str, Any]]:
             round(row["timed_tokens"] / (row["timed_ms"] / 1000), 1) if row["timed_ms"] and row["timed_tokens"] else None
         )
         out.append({
-            "model": row["public_id"] or "(none)",
+            "model": row["attributed"],
             "requests": row["requests"],
             "successRate": round(100 * row["ok"] / row["requests"], 1),
             "p50LatencyMs": percentile(latencies, 0.5),

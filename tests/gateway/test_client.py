@@ -80,3 +80,60 @@ async def test_async_client(gateway, provider):
         model_client = await client.create_model_client(model)
         assert await model_client.query("hi")
         assert [chunk async for chunk in model_client.stream("hi")]
+
+
+def test_a_model_client_fails_over_to_the_discovered_alternatives(registry, fake):
+    from analytics.models import UsageRecord
+    from tests.gateway.conftest import flush
+
+    model = registry.discover_model("text-generation")
+    assert model["publicId"] == "groq/llama-3.1-8b-instant"
+    client = registry.create_model_client(model["id"])
+    fake.state.push("groq", "server_error", count=5)
+
+    answer = client.query("Explain quantum computing in simple terms")
+
+    assert answer and client.served_by == "openai/gpt-4o-mini"
+    flush()
+    record = UsageRecord.objects.get()
+    assert (record.requested_model, record.public_id, record.status) == (
+        "groq/llama-3.1-8b-instant", "openai/gpt-4o-mini", "ok")
+
+
+def test_explicit_fallbacks_replace_the_discovered_ones(registry, fake):
+    client = registry.create_model_client("groq/llama-3.1-8b-instant", fallbacks=[])
+    fake.state.push("groq", "server_error", count=5)
+
+    with pytest.raises(RegistryError) as err:
+        client.query("hi")
+    assert err.value.status >= 500
+
+
+def test_a_failed_query_counts_under_the_model_asked_for_not_a_none_row(registry, fake):
+    from analytics import monitor
+    from tests.gateway.conftest import flush
+
+    client = registry.create_model_client("groq/llama-3.1-8b-instant", fallbacks=[])
+    fake.state.push("groq", "server_error", count=5)
+    with pytest.raises(RegistryError):
+        client.query("hi")
+    flush()
+
+    rows = {row["model"]: row for row in monitor.report()["byModel"]}
+    assert "(none)" not in rows and rows["groq/llama-3.1-8b-instant"]["errors"] == 1
+    assert [row["model"] for row in monitor.performance()] == ["groq/llama-3.1-8b-instant"]
+
+
+async def test_the_async_model_client_fails_over_too(gateway, provider, fake):
+    @sync_to_async
+    def setup() -> str:
+        provider("groq", models=[FREE])
+        provider("openai", models=[PAID])
+        return services.apikey_create(name="async", scope="user")[1]
+
+    secret = await setup()
+    async with AsyncAIRegistryClient(gateway, api_key=secret) as client:
+        model_client = await client.create_model_client(await client.discover_model("text-generation"))
+        fake.state.push("groq", "server_error", count=5)
+        assert await model_client.query("hi")
+        assert model_client.served_by == "openai/gpt-4o-mini"
