@@ -13,7 +13,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/", include("registry.api.urls")),
-    # Async (a long task holds no thread); routing.urls' TaskRouteView, behind it, documents it.
+    # Async (a long task waits on the event loop); routing.urls' TaskRouteView, behind it, documents it.
     path("api/tasks/route", task_route, name="task-route"),
     path("api/", include("routing.urls")),
     path("admin/", admin.site.urls),

@@ -183,7 +183,7 @@ class TaskSerializer(CamelInput, serializers.Serializer):
 class TaskRouteView(Base):
     """POST /api/tasks/route as the OpenAPI schema and DRF see it: the key, scope, throttle and body
     checks (`task_checked`). The path itself is served by the async `task_route` (afmts/urls.py
-    routes it there first), so a long task holds no thread, and no database connection, while it runs."""
+    routes it there first), so a long task waits on the event loop, holding no database connection."""
 
     serializer_class = TaskSerializer
     any_key_may_post = True
