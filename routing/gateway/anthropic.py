@@ -26,56 +26,43 @@ def error_frame(exc: GatewayError) -> tuple[str, bytes]:
     return "error", dumps(error_body(exc))
 
 
-def _bad(message: str, param: str) -> GatewayError:
-    return GatewayError(400, message, param=param)
-
-
 def _image_part(source: dict[str, Any]) -> dict[str, Any]:
-    if source.get("type") == "base64":
-        url = f"data:{source.get('media_type', 'image/png')};base64,{source.get('data', '')}"
+    if source["type"] == "base64":
+        url = f"data:{source.get('media_type') or 'image/png'};base64,{source['data']}"
     else:
-        url = source.get("url", "")
+        url = source["url"]
     return {"type": "image_url", "image_url": {"url": url}}
 
 
 def _tool_result_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
     if isinstance(content, list):
-        return "".join(b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text")
-    return "" if content is None else json.dumps(content)
+        return "".join(b["text"] for b in content if b["type"] == "text")
+    return content or ""
 
 
-def _messages(messages: list[Any]) -> list[dict[str, Any]]:
+def _messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
-            raise _bad(f"messages.{i}: role must be 'user' or 'assistant'", f"messages.{i}.role")
-        role, content = message["role"], message.get("content")
+    for message in messages:
+        role, content = message["role"], message["content"]
         if isinstance(content, str):
             out.append({"role": role, "content": content})
             continue
-        if not isinstance(content, list):
-            raise _bad(f"messages.{i}.content must be a string or a list of blocks", f"messages.{i}.content")
         parts, calls = [], []
         for block in content:
-            kind = block.get("type") if isinstance(block, dict) else None
+            kind = block["type"]
             if kind == "text":
-                parts.append({"type": "text", "text": block.get("text", "")})
+                parts.append({"type": "text", "text": block["text"]})
             elif kind == "image":
-                parts.append(_image_part(block.get("source") or {}))
+                parts.append(_image_part(block["source"]))
             elif kind == "tool_use":
-                calls.append({"id": block.get("id"), "type": "function",
-                              "function": {"name": block.get("name"), "arguments": json.dumps(block.get("input") or {})}})
+                calls.append({"id": block["id"], "type": "function",
+                              "function": {"name": block["name"], "arguments": json.dumps(block["input"])}})
             elif kind == "tool_result":
-                out.append({"role": "tool", "tool_call_id": block.get("tool_use_id"),
+                out.append({"role": "tool", "tool_call_id": block["tool_use_id"],
                             "content": _tool_result_text(block.get("content"))})
-            elif kind in ("thinking", "redacted_thinking"):
-                continue
-            else:
-                raise _bad(f"messages.{i}: unsupported content block {kind!r}", f"messages.{i}.content")
+            # thinking and redacted_thinking blocks have no OpenAI counterpart: dropped
         if role == "assistant":
-            text = "".join(p.get("text", "") for p in parts if p["type"] == "text")
+            text = "".join(p["text"] for p in parts if p["type"] == "text")
             entry: dict[str, Any] = {"role": "assistant", "content": text or None}
             if calls:
                 entry["tool_calls"] = calls
@@ -87,39 +74,33 @@ def _messages(messages: list[Any]) -> list[dict[str, Any]]:
 
 
 def to_openai_request(body: dict[str, Any]) -> dict[str, Any]:
-    """An Anthropic Messages request as the internal (OpenAI chat) request."""
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise _bad("model: Field required", "model")
-    max_tokens = body.get("max_tokens")
-    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
-        raise _bad("max_tokens: Field required (a positive integer)", "max_tokens")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise _bad("messages: Field required (a non-empty list)", "messages")
-    chat: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "messages": []}
+    """An Anthropic Messages request as the internal (OpenAI chat) request. `body` must have passed
+    validate.messages; the result then passes validate.chat."""
+    chat: dict[str, Any] = {"model": body["model"], "max_tokens": body["max_tokens"], "messages": []}
     system = body.get("system")
     if isinstance(system, list):
-        system = "".join(b.get("text", "") for b in system if isinstance(b, dict))
+        system = "".join(b["text"] for b in system)
     if system:
         chat["messages"].append({"role": "system", "content": system})
-    chat["messages"] += _messages(messages)
+    chat["messages"] += _messages(body["messages"])
     for name, target in (("temperature", "temperature"), ("top_p", "top_p"), ("stop_sequences", "stop")):
         if body.get(name) is not None:
             chat[target] = body[name]
     if body.get("tools"):
         chat["tools"] = [
-            {"type": "function", "function": {"name": t.get("name"), "description": t.get("description", ""),
+            {"type": "function", "function": {"name": t["name"], "description": t.get("description") or "",
                                               "parameters": t.get("input_schema") or {"type": "object"}}}
-            for t in body["tools"] if isinstance(t, dict)
+            for t in body["tools"]
         ]
     choice = body.get("tool_choice")
-    if isinstance(choice, dict):
-        kind = choice.get("type")
+    if choice is not None:
+        kind = choice["type"]
         chat["tool_choice"] = (
-            {"type": "function", "function": {"name": choice.get("name")}} if kind == "tool"
-            else {"auto": "auto", "any": "required", "none": "none"}.get(kind, "auto")
+            {"type": "function", "function": {"name": choice["name"]}} if kind == "tool"
+            else {"auto": "auto", "any": "required", "none": "none"}[kind]
         )
+        if choice.get("disable_parallel_tool_use"):
+            chat["parallel_tool_calls"] = False
     user = (body.get("metadata") or {}).get("user_id")
     if user:
         chat["user"] = user

@@ -23,7 +23,7 @@ from django.db import close_old_connections
 
 from analytics.recorder import Outcome, recorder, request_id_for
 from registry import auth
-from routing.gateway import anthropic
+from routing.gateway import anthropic, validate
 from routing.gateway.asgi import (
     BodyTooLarge,
     ClientGone,
@@ -267,6 +267,7 @@ class Gateway:
 
     async def chat_completions(self, scope, receive, send, *, headers, principal, request_id, started) -> None:
         body = await self._body(receive)
+        validate.chat(body)
         model = require(body, "model", str, "a model id, an alias or a policy (auto, free, cheap, fast)")
         require(body, "messages", list, "a non-empty list of messages")
         stream = bool(body.get("stream"))
@@ -347,6 +348,7 @@ class Gateway:
 
     async def completions(self, scope, receive, send, *, headers, principal, request_id, started) -> None:
         body = await self._body(receive)
+        validate.completion(body)
         model = require(body, "model", str, "a model id")
         prompt = body.get("prompt")
         if isinstance(prompt, list):
@@ -366,6 +368,7 @@ class Gateway:
 
     async def embeddings(self, scope, receive, send, *, headers, principal, request_id, started) -> None:
         body = await self._body(receive)
+        validate.embedding(body)
         model = require(body, "model", str, "a model id")
         value = body.get("input")
         if not (isinstance(value, str) and value) and not (isinstance(value, list) and value):
@@ -397,6 +400,7 @@ class Gateway:
 
     async def messages(self, scope, receive, send, *, headers, principal, request_id, started) -> None:
         body = await self._body(receive)
+        validate.messages(body)
         chat = anthropic.to_openai_request(body)
         model = chat["model"]
         view, p = await self._plan(model, chat, headers, "chat")

@@ -47,7 +47,8 @@ def _number(value: Any, name: str, kind=float):
 
 
 def estimate_tokens(messages: list[Any]) -> int:
-    """About 4 characters a token, plus a few per message: enough to pick a window that fits."""
+    """About 4 characters a token, plus a few per message: enough to pick a window that fits. Any
+    shape is counted without raising (the explain endpoint passes bodies the gateway has not validated)."""
     chars = 0
     for message in messages:
         if not isinstance(message, dict):
@@ -61,8 +62,9 @@ def estimate_tokens(messages: list[Any]) -> int:
                     chars += len(part["text"])
                 elif isinstance(part, dict) and part.get("type") in ("image_url", "image"):
                     chars += 3000  # an image costs roughly a thousand tokens
-        for call in message.get("tool_calls") or ():
-            chars += len(str(call))
+        calls = message.get("tool_calls")
+        if isinstance(calls, list):
+            chars += sum(len(str(call)) for call in calls)
     return chars // 4 + 4 * len(messages)
 
 
@@ -84,7 +86,8 @@ def requirements(body: dict[str, Any], headers: dict[str, str], *, kind: str = "
     min_context = None
     max_output = None
     if kind == "chat":
-        messages = body.get("messages") or []
+        messages = body.get("messages")
+        messages = messages if isinstance(messages, list) else []
         if body.get("tools") or body.get("functions"):
             caps.add("function-calling")
         if needs_vision(messages):
