@@ -1,6 +1,8 @@
 # Two commands do everything on a fresh machine: `make run` and `make test`.
 PORT ?= 3001
 HOST ?= 127.0.0.1
+# Web processes (uvicorn --workers): `make run WORKERS=2`.
+WORKERS ?= 1
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -21,14 +23,14 @@ venv: $(STAMP)
 migrate: venv
 	$(PY) manage.py migrate --noinput -v 0
 
-# The whole service on this machine: web (Daphne), Celery worker with beat, demo providers.
+# The whole service on this machine: web (uvicorn, WORKERS processes), Celery worker with beat, demo providers.
 run: migrate
 	PORT=$(PORT) AFMTS_DEMO=$${AFMTS_DEMO-1} $(PY) manage.py bootstrap
-	AFMTS_DEMO=$${AFMTS_DEMO-1} $(PY) manage.py serve --host $(HOST) --port $(PORT)
+	AFMTS_DEMO=$${AFMTS_DEMO-1} $(PY) manage.py serve --host $(HOST) --port $(PORT) --workers $(WORKERS)
 
 # Server mode runs these as separate processes (several web replicas, many workers, one beat).
 web: migrate
-	$(PY) manage.py serve --no-worker --host $(HOST) --port $(PORT)
+	$(PY) manage.py serve --no-worker --host $(HOST) --port $(PORT) --workers $(WORKERS)
 worker: venv
 	$(VENV)/bin/celery -A afmts worker -l info
 beat: venv

@@ -67,6 +67,8 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 PORT = env.int("PORT", default=3001)
 # ASGI server of `make run` / `make web`: uvicorn (uvloop + httptools), measured fastest here; or daphne.
 AFMTS_SERVER = env("AFMTS_SERVER", default="uvicorn")
+# Web processes of `manage.py serve` (`make run WORKERS=N`): uvicorn --workers.
+AFMTS_WEB_WORKERS = env.int("AFMTS_WEB_WORKERS", default=1)
 
 INSTALLED_APPS = [
     "daphne",

@@ -1,8 +1,9 @@
 """`manage.py serve`: the whole service in one command (what `make run` calls).
 
-Starts the ASGI web server (Daphne) and a Celery worker with an embedded beat as child processes,
-and the demo providers when AFMTS_DEMO is on. Ctrl-C (or SIGTERM) stops all of them; if one dies,
-the rest are stopped too, so a half-running service never lingers.
+Starts the ASGI web server (uvicorn; `--workers N` web processes) and a Celery worker with an
+embedded beat as child processes, and the demo providers when AFMTS_DEMO is on. Ctrl-C (or
+SIGTERM) stops all of them; if one dies, the rest are stopped too, so a half-running service never
+lingers.
 """
 
 from __future__ import annotations
@@ -14,18 +15,28 @@ import sys
 import time
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 
-def web_command(host: str, port: int) -> list[str]:
+def web_command(host: str, port: int, workers: int = 1) -> list[str]:
     """The ASGI server: uvicorn with uvloop and httptools, the measured choice (README, "Gateway
-    performance"); AFMTS_SERVER=daphne runs Daphne instead."""
+    performance"); AFMTS_SERVER=daphne runs Daphne instead (one process only).
+
+    Several web processes are uvicorn's `--workers N`: one listening socket opened by uvicorn's
+    supervisor and shared by N spawned processes (the kernel hands each connection to one of
+    them), each with its own event loop, gateway runtime and background tasks, all started by its
+    own first request. The supervisor restarts a worker that dies. What they must agree on is
+    shared through the database (registry version, events) and Redis when configured (live
+    routing state, channel layer); in embedded mode each process relays the others' events to its
+    WebSocket clients from the events table (dashboard.relay)."""
     if settings.AFMTS_SERVER == "daphne":
+        if workers > 1:
+            raise CommandError("--workers needs uvicorn (AFMTS_SERVER=uvicorn): Daphne runs one process")
         return [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "--proxy-headers", "afmts.asgi:application"]
     return [
         sys.executable, "-m", "uvicorn", "afmts.asgi:application", "--host", host, "--port", str(port),
         "--loop", "uvloop", "--http", "httptools", "--ws", "websockets", "--lifespan", "on", "--proxy-headers",
-        "--no-access-log", "--timeout-keep-alive", "75",
+        "--no-access-log", "--timeout-keep-alive", "75", *(["--workers", str(workers)] if workers > 1 else []),
     ]
 
 
@@ -37,8 +48,12 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=settings.PORT)
         parser.add_argument("--no-worker", action="store_true", help="web only (workers run elsewhere)")
         parser.add_argument("--concurrency", type=int, default=settings.CELERY_WORKER_CONCURRENCY)
+        parser.add_argument("--workers", type=int, default=settings.AFMTS_WEB_WORKERS,
+                            help="web processes (uvicorn --workers); default AFMTS_WEB_WORKERS or 1")
 
-    def handle(self, *args, host, port, no_worker, concurrency, **options):
+    def handle(self, *args, host, port, no_worker, concurrency, workers, **options):
+        if workers < 1:
+            raise CommandError("--workers must be at least 1")
         commands: dict[str, list[str]] = {}
         for name, argv in self.extra_processes():
             commands[name] = argv
@@ -47,7 +62,7 @@ class Command(BaseCommand):
                 sys.executable, "-m", "celery", "-A", "afmts", "worker", "--beat", "-l", "info",
                 "--concurrency", str(concurrency), "--hostname", f"afmts-{port}@%h",
             ]
-        commands["web"] = web_command(host, port)
+        commands["web"] = web_command(host, port, workers)
         env = {**os.environ, "PORT": str(port)}
         procs: dict[str, subprocess.Popen] = {}
         stopping = False
@@ -61,7 +76,8 @@ class Command(BaseCommand):
         for name, argv in commands.items():
             procs[name] = subprocess.Popen(argv, env=env, start_new_session=True)
         self.stdout.write(self.style.SUCCESS(
-            f"AFMTS ({settings.MODE} mode) on http://{host}:{port}/  — admin /admin/, API docs /api/docs/, "
+            f"AFMTS ({settings.MODE} mode, {workers} web process{'es' if workers > 1 else ''}) on "
+            f"http://{host}:{port}/  — admin /admin/, API docs /api/docs/, "
             f"health /health, metrics /metrics. Ctrl-C stops it."
         ))
         code = 0
