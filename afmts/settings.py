@@ -150,7 +150,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # ---------------------------------------------------------------- cache, channels, celery
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    # Short timeouts: a Redis that is away must cost a request milliseconds, not seconds.
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                          "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}}}
     CHANNEL_LAYERS = {
         "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
     }
@@ -270,8 +272,27 @@ AFMTS_REFERENCE_MODEL = env("AFMTS_REFERENCE_MODEL", default="")
 # Gateway limits: attempts per request (first try + failovers), total deadline, body size.
 AFMTS_GATEWAY_MAX_ATTEMPTS = env.int("AFMTS_GATEWAY_MAX_ATTEMPTS", default=4)
 AFMTS_GATEWAY_DEADLINE_SECONDS = env.float("AFMTS_GATEWAY_DEADLINE_SECONDS", default=120.0)
-# One attempt (until the reply, or a stream's first chunk) gives up after this, and fails over.
-AFMTS_GATEWAY_ATTEMPT_SECONDS = env.float("AFMTS_GATEWAY_ATTEMPT_SECONDS", default=60.0)
+# One non-streaming attempt gives up after this without a reply, and fails over.
+AFMTS_GATEWAY_ATTEMPT_SECONDS = env.float("AFMTS_GATEWAY_ATTEMPT_SECONDS", default=45.0)
+# A streaming attempt gives up without its first chunk after this (and fails over); once it streams,
+# a gap between chunks longer than IDLE ends it. The deadline above bounds failover only: a stream
+# that is producing runs until STREAM_MAX (a cap that is not counted against the model).
+AFMTS_GATEWAY_FIRST_BYTE_SECONDS = env.float("AFMTS_GATEWAY_FIRST_BYTE_SECONDS", default=20.0)
+AFMTS_GATEWAY_IDLE_SECONDS = env.float("AFMTS_GATEWAY_IDLE_SECONDS", default=30.0)
+AFMTS_GATEWAY_STREAM_MAX_SECONDS = env.float("AFMTS_GATEWAY_STREAM_MAX_SECONDS", default=1800.0)
+# Breakers judge failure rates: open at RATIO of at least MIN_REQUESTS calls within WINDOW, or after
+# CONSECUTIVE failures at low traffic; half-open after COOLDOWN (doubled per failed trial, capped).
+AFMTS_BREAKER_WINDOW_SECONDS = env.float("AFMTS_BREAKER_WINDOW_SECONDS", default=60.0)
+AFMTS_BREAKER_MIN_REQUESTS = env.int("AFMTS_BREAKER_MIN_REQUESTS", default=10)
+AFMTS_BREAKER_FAILURE_RATIO = env.float("AFMTS_BREAKER_FAILURE_RATIO", default=0.5)
+AFMTS_BREAKER_CONSECUTIVE_FAILURES = env.int("AFMTS_BREAKER_CONSECUTIVE_FAILURES", default=5)
+AFMTS_BREAKER_COOLDOWN_SECONDS = env.float("AFMTS_BREAKER_COOLDOWN_SECONDS", default=10.0)
+AFMTS_BREAKER_MAX_COOLDOWN_SECONDS = env.float("AFMTS_BREAKER_MAX_COOLDOWN_SECONDS", default=120.0)
+# A 429 without Retry-After cools its quota scope down this long.
+AFMTS_RATE_LIMIT_COOLDOWN_SECONDS = env.float("AFMTS_RATE_LIMIT_COOLDOWN_SECONDS", default=10.0)
+# Live state shared through Redis: every call's timeout, and how often processes exchange state.
+AFMTS_LIVE_REDIS_TIMEOUT_SECONDS = env.float("AFMTS_LIVE_REDIS_TIMEOUT_SECONDS", default=0.25)
+AFMTS_LIVE_SYNC_SECONDS = env.float("AFMTS_LIVE_SYNC_SECONDS", default=0.5)
 AFMTS_GATEWAY_MAX_BODY_BYTES = env.int("AFMTS_GATEWAY_MAX_BODY_BYTES", default=20 * 1024 * 1024)
 # /api/tasks/route: how long an agent may take to answer a task.
 AFMTS_AGENT_CALL_SECONDS = env.float("AFMTS_AGENT_CALL_SECONDS", default=30.0)

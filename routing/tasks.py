@@ -96,7 +96,7 @@ async def call_agent(agent: Agent, task: dict[str, Any]) -> Any:
 async def run_task(task: dict[str, Any], *, principal, agents: list[Agent]) -> TaskResult:
     """Run a task through its executors in order; the first success wins."""
     from analytics.recorder import Outcome, recorder
-    from routing.gateway.engine import Call, GatewayError, run
+    from routing.gateway.engine import Call, GatewayError, attempt
     from routing.gateway.requests import requirements
     from routing.gateway.runtime import runtime
     from routing.router import UnknownModel, plan
@@ -157,7 +157,7 @@ async def run_task(task: dict[str, Any], *, principal, agents: list[Agent]) -> T
         try:
             p = plan(target, requirements(body, headers), view.snap, live=runtime.live, now=time.time(),
                      aliases=view.aliases, max_candidates=settings.AFMTS_GATEWAY_MAX_ATTEMPTS)
-            reply = await run(call, p, view, method="chat", max_attempts=settings.AFMTS_GATEWAY_MAX_ATTEMPTS)
+            reply = await attempt(call, p, view, method="chat")
         except UnknownModel:
             result.attempts.append(Attempt(target, False, "not in the registry"))
             continue

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -39,48 +40,29 @@ from routing.gateway.asgi import (
     send_sse,
     start_sse,
 )
-from routing.gateway.engine import Call, GatewayError, finish_stream, open_stream, run
+from routing.gateway.engine import Call, GatewayError, OpenStream, attempt, current_call, finish_stream
 from routing.gateway.requests import requirements, upstream_body
 from routing.gateway.runtime import runtime
 from routing.router import POLICY_NAMES, UnknownModel, plan
 
 OPENAI = "openai"
+log = logging.getLogger(__name__)
 
 
 def openai_error(exc: GatewayError) -> dict[str, Any]:
     return {"error": {"message": exc.message, "type": exc.type, "param": exc.param, "code": exc.code}}
 
 
-class RateLimiter:
-    """Per-key requests per minute (ApiKey.rate_limit_per_minute): counted in Redis when it is
-    configured, so every gateway process shares the limit; in this process otherwise."""
-
-    def __init__(self) -> None:
-        self._windows: dict[int, tuple[int, int]] = {}
-
-    def check(self, principal: auth.Principal, now: float, redis=None) -> None:
-        limit = principal.rate_limit_per_minute
-        if not limit or principal.key_id is None:
-            return
-        minute = int(now // 60)
-        if redis is not None:
-            name = f"afmts:ratelimit:{principal.prefix}:{minute}"
-            pipe = redis.pipeline(transaction=False)
-            pipe.incr(name)
-            pipe.expire(name, 61)
-            count = pipe.execute()[0] - 1
-        else:
-            window, count = self._windows.get(principal.key_id, (minute, 0))
-            if window != minute:
-                count = 0
-        if count >= limit:
-            raise GatewayError(429, f"This key is limited to {limit} requests a minute.", type="rate_limit_error",
-                               code="rate_limit_exceeded", headers={"retry-after": str(60 - int(now % 60))})
-        if redis is None:
-            self._windows[principal.key_id] = (minute, count + 1)
-
-
-limiter = RateLimiter()
+async def check_key_limit(principal: auth.Principal, now: float) -> None:
+    """Per-key requests per minute (ApiKey.rate_limit_per_minute), shared by every process through
+    Redis when it answers (routing.live.LiveState.admit_key)."""
+    limit = principal.rate_limit_per_minute
+    if not limit or principal.key_id is None:
+        return
+    wait = await runtime.live.admit_key(principal.prefix, limit, now)
+    if wait is not None:
+        raise GatewayError(429, f"This key is limited to {limit} requests a minute.", type="rate_limit_error",
+                           code="rate_limit_exceeded", headers={"retry-after": str(max(1, int(wait + 0.999)))})
 
 
 async def authenticate(headers: dict[str, str]) -> auth.Principal:
@@ -102,7 +84,7 @@ async def authenticate(headers: dict[str, str]) -> auth.Principal:
                                code="key_store_unavailable") from None
     if principal is None:
         raise GatewayError(401, "Invalid or revoked API key.", type="authentication_error", code="invalid_api_key")
-    limiter.check(principal, time.time(), redis=runtime.live.redis)
+    await check_key_limit(principal, time.time())
     return principal
 
 
@@ -132,6 +114,19 @@ def response_headers(call: Call) -> dict[str, str]:
         headers["x-afmts-model"] = call.served_by.public_id
         headers["x-afmts-provider"] = call.served_by.provider
     return headers
+
+
+class _Sent:
+    """`send`, noting whether the response has started (then an error can no longer be a reply)."""
+
+    __slots__ = ("send", "started")
+
+    def __init__(self, send: Send):
+        self.send, self.started = send, False
+
+    async def __call__(self, message: dict) -> None:
+        self.started = True
+        await self.send(message)
 
 
 class FreshConnections(ThreadPoolExecutor):
@@ -193,16 +188,31 @@ class Gateway:
         handler = self.routes.get((method, path))
         if handler is None and method == "GET" and path.startswith("/v1/models/"):
             handler = self.get_model
+        sent = _Sent(send)
         try:
             if handler is None:
                 raise GatewayError(404, f"Unknown endpoint {method} {path}.", code="unknown_url")
             principal = await authenticate(headers)
-            await handler(scope, receive, send, headers=headers, principal=principal, request_id=request_id,
+            await handler(scope, receive, sent, headers=headers, principal=principal, request_id=request_id,
                           started=started)
         except GatewayError as exc:
-            await send_json(send, exc.status, render(exc), {**exc.headers, "x-request-id": request_id})
+            if not sent.started:
+                await send_json(send, exc.status, render(exc), {**exc.headers, "x-request-id": request_id})
         except ClientGone:
             return
+        except Exception:  # noqa: BLE001 - the catch-all: a bug answers in the endpoint's envelope, never bare
+            log.exception("gateway request %s failed", request_id)
+            call = current_call.get()
+            if call is not None and not call.recorded:
+                call.outcome.status = "internal_error"
+                self._record(call, 500)
+            if not sent.started:
+                error = GatewayError(500, f"The gateway failed on this request (request id {request_id}).",
+                                     type="api_error", code="internal_error")
+                try:
+                    await send_json(send, 500, render(error), {"x-request-id": request_id})
+                except Exception:  # noqa: BLE001 - the client may be gone
+                    pass
 
     # ------------------------------------------------------------------ helpers
 
@@ -229,9 +239,14 @@ class Gateway:
                     deadline=started + settings.AFMTS_GATEWAY_DEADLINE_SECONDS)
         call.outcome = Outcome(ts=time.time(), request_id=request_id, endpoint=endpoint, requested_model=model,
                                key_id=principal.key_id, key_name=principal.name, stream=stream)
+        current_call.set(call)
         return call
 
     def _record(self, call: Call, status: int, error: GatewayError | None = None) -> None:
+        """The request's one usage record (whatever path it ends on, it is written once)."""
+        if call.recorded:
+            return
+        call.recorded = True
         o = call.outcome
         o.attempts, o.http_status = call.attempts, status
         o.latency_ms = (time.perf_counter() - call.started) * 1000
@@ -246,15 +261,15 @@ class Gateway:
         watch = DisconnectWatch(receive)
         watch.start(cancel_on_leave=True)
         try:
-            result = await run(call, p, view, method=method, max_attempts=settings.AFMTS_GATEWAY_MAX_ATTEMPTS)
+            result = await attempt(call, p, view, method=method)
         except GatewayError as exc:
             self._record(call, exc.status, exc)
             raise
         except asyncio.CancelledError:
+            call.outcome.status = "client_disconnected" if watch.left else "cancelled"
+            self._record(call, 499)
             if not watch.left:
                 raise
-            call.outcome.status = "client_disconnected"
-            self._record(call, 499)
             return
         finally:
             watch.cancel()
@@ -285,7 +300,7 @@ class Gateway:
         """Stream chunks as they come. Failover happens before the first chunk; a later upstream failure
         ends the stream with an error event. A client that goes away cancels the upstream request."""
         try:
-            opened = await open_stream(call, p, view, max_attempts=settings.AFMTS_GATEWAY_MAX_ATTEMPTS)
+            opened: OpenStream = await attempt(call, p, view, method="chat", stream=True)
         except GatewayError as exc:
             self._record(call, exc.status, exc)
             raise
@@ -296,6 +311,8 @@ class Gateway:
         error: BaseException | None = None
         first_byte = None
         encode = encode or _openai_frames(include_usage)
+        stream_cap = time.perf_counter() + settings.AFMTS_GATEWAY_STREAM_MAX_SECONDS
+        capped = False
         try:
             await start_sse(send, response_headers(call))
             chunk = opened.first
@@ -310,12 +327,29 @@ class Gateway:
                 if watch.gone:
                     raise asyncio.CancelledError()
                 t0 = time.perf_counter()
+                if t0 >= stream_cap:
+                    capped = True
+                    break
                 try:
-                    chunk = await asyncio.wait_for(anext(opened.rest), max(0.001, call.remaining()))
+                    # The idle gap is the upstream's; the overall cap is ours (not counted against it).
+                    async with asyncio.timeout(min(settings.AFMTS_GATEWAY_IDLE_SECONDS, stream_cap - t0)):
+                        chunk = await anext(opened.rest)
                 except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    if time.perf_counter() < stream_cap:
+                        raise
+                    capped = True
                     break
                 finally:
                     call.upstream_seconds += time.perf_counter() - t0
+            if capped:
+                gw = GatewayError(200, f"The stream reached the gateway's cap of "
+                                       f"{settings.AFMTS_GATEWAY_STREAM_MAX_SECONDS:g} s and was ended.",
+                                  type="api_error", code="stream_cap_reached")
+                call.outcome.status = "stream_capped"
+                frame = error_frame(gw) if error_frame else (None, dumps(openai_error(gw)))
+                await send_sse(send, frame[1], frame[0])
             for event, data in (close(call, usage) if close else [(None, b"[DONE]")]):
                 await send_sse(send, data, event)
         except asyncio.CancelledError:

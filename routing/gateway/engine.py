@@ -1,24 +1,33 @@
-"""Sending a request to its candidates, in order, until one answers.
+"""The one attempt loop: sending a request to its candidates, in order, until one answers.
 
-Failover: a retryable error (timeout, 5xx, 429, connection error, malformed reply — and an upstream
-that refuses our own credentials or no longer has the model) moves to the next candidate, within
-AFMTS_GATEWAY_MAX_ATTEMPTS and the request's deadline. A bad request is returned at once with the
-upstream's message; a context-too-long error moves only to a candidate with a larger window.
-A 429 blocks the model's quota scope until its Retry-After; it is not a failure of the model.
-A stream fails over only until its first chunk is ready; after that, an upstream failure ends the
-stream with an error event.
+`attempt` serves both kinds of call. A non-streaming attempt has AFMTS_GATEWAY_ATTEMPT_SECONDS to
+reply; a streaming one has AFMTS_GATEWAY_FIRST_BYTE_SECONDS to produce its first chunk, and fails
+over only until then. Failover stays within AFMTS_GATEWAY_MAX_ATTEMPTS and the request's deadline
+(which bounds failover, never a stream that is producing).
 
-Every attempt feeds the live state (breakers, quota, load) at once and the recorder (usage, passive
-health, quota reports) for the batched flush.
+What each outcome means for the model:
+- a timeout, 5xx, connection error or malformed reply is an upstream fault: the breaker hears of it
+  and the next candidate is tried;
+- a 429 cools the model's quota scope down until its Retry-After (routing.live); no breaker failure;
+- an upstream that refuses our credentials or no longer has the model: fail over, and it counts;
+- context too long moves only to a candidate with a larger window (stream or not);
+- any other 4xx is the client's request: answered at once, and nobody's failure;
+- a free model's request is reserved against its quota before it is sent (shared by processes).
+Whatever happens — success, error, client gone, a bug — the caller writes exactly one usage record
+(`Call.recorded`), and every upstream stream opened here is closed on every path.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
+
+from django.conf import settings
 
 from analytics.recorder import Outcome
 from registry.selectors import ModelView
@@ -37,8 +46,7 @@ from routing.providers.errors import (
 from routing.providers.types import RateLimitInfo
 from routing.router import Plan
 
-DEFAULT_RETRY_AFTER = 30.0
-
+log = logging.getLogger(__name__)
 
 class GatewayError(Exception):
     """An error for the client, rendered in the caller's API format (OpenAI or Anthropic)."""
@@ -48,6 +56,14 @@ class GatewayError(Exception):
         super().__init__(message)
         self.status, self.message, self.type, self.code, self.param = status, message, type, code, param
         self.headers = headers or {}
+
+
+class QuotaUsed(Exception):
+    """A free model's quota window filled up between the plan and the attempt."""
+
+    def __init__(self, reason: str, until: float):
+        super().__init__(reason)
+        self.until = until
 
 
 @dataclass
@@ -60,145 +76,20 @@ class Call:
     deadline: float = 0.0
     upstream_seconds: float = 0.0
     attempts: int = 0
+    failovers: int = 0
     outcome: Outcome | None = None
     served_by: ModelView | None = None
+    recorded: bool = False
 
     def remaining(self) -> float:
         return self.deadline - time.perf_counter()
-
-    def attempt_timeout(self) -> float:
-        from django.conf import settings
-
-        return max(0.001, min(self.remaining(), settings.AFMTS_GATEWAY_ATTEMPT_SECONDS))
 
     def overhead_ms(self) -> float:
         return max(0.0, (time.perf_counter() - self.started - self.upstream_seconds) * 1000)
 
 
-def _adapter(view: View, m: ModelView):
-    cfg = view.providers.get(m.provider)
-    if cfg is None:
-        raise AuthError("provider configuration missing", provider=m.provider, retryable=True)
-    return adapter_class(cfg.kind)(base_url=cfg.base_url, api_key=cfg.api_key)
-
-
-def _upstream_body(body: dict[str, Any], m: ModelView) -> dict[str, Any]:
-    return {**body, "model": m.public_id.split("/", 1)[1]}
-
-
-def _failed(call: Call, m: ModelView, exc: BaseException, now: float, latency: float) -> tuple[bool, str]:
-    """Record a failed attempt; returns (may fail over, reason)."""
-    live = runtime.live
-    outcome = call.outcome
-    reason = f"{m.public_id}: {exc}"[:300]
-    if isinstance(exc, RateLimited):
-        info = exc.rate_limit or RateLimitInfo()
-        if info.retry_after is None:
-            info.retry_after = exc.retry_after or DEFAULT_RETRY_AFTER
-        live.observe(m, info, now)
-        outcome.reports.append((m.pk, info, "429"))
-        return True, reason
-    if isinstance(exc, BadRequest) and not isinstance(exc, (AuthError, NotFoundError)):
-        return False, reason  # the client's request: no model is to blame
-    ok_for_health = isinstance(exc, ContextTooLong)
-    if not ok_for_health:
-        outcome.samples.append((m.pk, False, latency * 1000, f"{type(exc).__name__}"[:255]))
-        for key, change in live.record(m, False, now, retry_after=getattr(exc, "retry_after", None)):
-            outcome.breaker_changes.append((f"circuit_{change}", key))
-    retryable = isinstance(exc, (AuthError, NotFoundError, asyncio.TimeoutError)) or getattr(exc, "retryable", False)
-    return retryable, reason
-
-
-def _succeeded(call: Call, m: ModelView, adapter, now: float, latency: float, usage: dict | None) -> None:
-    live = runtime.live
-    outcome = call.outcome
-    outcome.samples.append((m.pk, True, latency * 1000, ""))
-    for key, change in live.record(m, True, now):
-        outcome.breaker_changes.append((f"circuit_{change}", key))
-    if adapter.last_rate_limit:
-        live.observe(m, adapter.last_rate_limit, now)
-        outcome.reports.append((m.pk, adapter.last_rate_limit, "headers"))
-    _note_served(call, m, usage)
-    live.count(m, requests=1, tokens=outcome.tokens_in + outcome.tokens_out, now=now)
-
-
-def _note_served(call: Call, m: ModelView, usage: dict | None) -> None:
-    """The outcome names the model that answered and the tokens it reported."""
-    outcome = call.outcome
-    usage = usage or {}
-    call.served_by = m
-    outcome.model_pk, outcome.public_id, outcome.provider = m.pk, m.public_id, m.provider
-    outcome.provider_id, outcome.is_free = m.provider_id, m.is_free
-    outcome.tokens_in = int(usage.get("prompt_tokens") or 0)
-    outcome.tokens_out = int(usage.get("completion_tokens") or 0)
-
-
-def _exhausted(plan: Plan, errors: list[tuple[BaseException, str]], policy_free: bool) -> GatewayError:
-    if not errors:
-        what = "No free model" if policy_free else "No model"
-        retry_at = plan.retry_at()
-        headers = {"retry-after": str(max(1, int(retry_at - time.time() + 0.999)))} if retry_at else {"retry-after": "30"}
-        return GatewayError(
-            503, f"{what} can serve this request right now: {plan.explain()}", type="service_unavailable",
-            code="no_model_available", headers=headers,
-        )
-    reasons = "; ".join(reason for _, reason in errors)
-    last = errors[-1][0]
-    if all(isinstance(e, RateLimited) for e, _ in errors):
-        wait = min((e.retry_after or DEFAULT_RETRY_AFTER) for e, _ in errors)
-        return GatewayError(429, f"Every candidate is rate-limited: {reasons}", type="rate_limit_error",
-                            code="rate_limited", headers={"retry-after": str(max(1, int(wait + 0.999)))})
-    if isinstance(last, (Timeout, asyncio.TimeoutError)):
-        return GatewayError(504, f"Upstream timed out: {reasons}", type="timeout_error", code="upstream_timeout")
-    return GatewayError(502, f"Every candidate failed: {reasons}", type="upstream_error", code="upstream_error")
-
-
-def _client_error(exc: ProviderError, m: ModelView) -> GatewayError:
-    code = "context_length_exceeded" if isinstance(exc, ContextTooLong) else (exc.provider_code or "bad_request")
-    return GatewayError(400, f"{m.public_id}: {exc.message or exc}", code=code)
-
-
-async def run(call: Call, plan: Plan, view: View, *, method: str, max_attempts: int) -> dict[str, Any]:
-    """A non-streaming call (`method` is the adapter's: "chat" or "embed")."""
-    errors: list[tuple[BaseException, str]] = []
-    live = runtime.live
-    too_long_at: int | None = None
-    last_too_long: ContextTooLong | None = None
-    for cand in plan.candidates[:max_attempts]:
-        m = cand.model
-        if too_long_at is not None and (m.context_window or 0) <= too_long_at:
-            continue
-        if call.remaining() <= 0:
-            break
-        adapter = _adapter(view, m)
-        call.attempts += 1
-        live.started(m)
-        t0 = time.perf_counter()
-        try:
-            async with asyncio.timeout(call.attempt_timeout()):  # no extra task, unlike wait_for
-                result = await getattr(adapter, method)(_upstream_body(call.body, m))
-        except (TimeoutError, ProviderError) as exc:
-            latency = time.perf_counter() - t0
-            call.upstream_seconds += latency
-            may_retry, reason = _failed(call, m, exc, time.time(), latency)
-            if isinstance(exc, ContextTooLong):
-                too_long_at = m.context_window or 0
-                errors.append((exc, reason))
-                last_too_long = exc
-                continue
-            if not may_retry:
-                raise _client_error(exc, m) from exc
-            errors.append((exc, reason))
-            continue
-        finally:
-            live.finished(m)
-        latency = time.perf_counter() - t0
-        call.upstream_seconds += latency
-        _succeeded(call, m, adapter, time.time(), latency, result.get("usage"))
-        return result
-    if last_too_long is not None and errors and isinstance(errors[-1][0], ContextTooLong):
-        raise _client_error(last_too_long, plan.candidates[0].model)
-    raise _exhausted(plan, errors, plan.policy == "free")
+# The request being served by this task, for the gateway's catch-all (it records usage once).
+current_call: ContextVar[Call | None] = ContextVar("current_call", default=None)
 
 
 @dataclass
@@ -212,50 +103,211 @@ class OpenStream:
     opened_at: float
 
 
-async def open_stream(call: Call, plan: Plan, view: View, *, max_attempts: int) -> OpenStream:
-    """Try candidates until one produces its first chunk (failover happens only up to here)."""
-    errors: list[tuple[BaseException, str]] = []
+def _adapter(view: View, m: ModelView):
+    cfg = view.providers.get(m.provider)
+    if cfg is None:
+        raise AuthError("provider configuration missing", provider=m.provider, retryable=True)
+    return adapter_class(cfg.kind)(base_url=cfg.base_url, api_key=cfg.api_key)
+
+
+def _upstream_body(body: dict[str, Any], m: ModelView) -> dict[str, Any]:
+    return {**body, "model": m.public_id.split("/", 1)[1]}
+
+
+def _summary(m: ModelView, exc: BaseException) -> str:
+    """Why an attempt failed, in our words: upstream text is untrusted (it can quote secrets)."""
+    if isinstance(exc, QuotaUsed):
+        return f"{m.public_id}: {exc}"
+    if isinstance(exc, (TimeoutError, Timeout)):
+        return f"{m.public_id}: timed out"
+    if isinstance(exc, RateLimited):
+        wait = f", retry after {exc.retry_after:g} s" if exc.retry_after else ""
+        return f"{m.public_id}: rate-limited by the provider (429{wait})"
+    if isinstance(exc, ProviderError):
+        status = f" {exc.status}" if exc.status else ""
+        return f"{m.public_id}: upstream {exc.kind.replace('_', ' ')}{status}"
+    return f"{m.public_id}: upstream error ({type(exc).__name__})"
+
+
+def _failed(call: Call, m: ModelView, exc: BaseException, now: float, latency: float) -> bool:
+    """Account for a failed attempt; True if another candidate may be tried."""
     live = runtime.live
-    for cand in plan.candidates[:max_attempts]:
+    outcome = call.outcome
+    if isinstance(exc, RateLimited):
+        info = exc.rate_limit or RateLimitInfo()
+        if info.retry_after is None:
+            info.retry_after = exc.retry_after or live.rate_limit_cooldown
+        live.observe(m, info, now)
+        outcome.reports.append((m.pk, info, "429"))
+        return True
+    if isinstance(exc, ContextTooLong):
+        return True
+    if isinstance(exc, BadRequest) and not isinstance(exc, (AuthError, NotFoundError)):
+        return False  # the client's request: no model is to blame
+    outcome.samples.append((m.pk, False, latency * 1000, type(exc).__name__[:255]))
+    for key, change in live.record(m, False, now, retry_after=getattr(exc, "retry_after", None)):
+        outcome.breaker_changes.append((f"circuit_{change}", key))
+    return True
+
+
+def _succeeded(call: Call, m: ModelView, adapter, now: float, latency: float, usage: dict | None) -> None:
+    live = runtime.live
+    outcome = call.outcome
+    outcome.samples.append((m.pk, True, latency * 1000, ""))
+    for key, change in live.record(m, True, now):
+        outcome.breaker_changes.append((f"circuit_{change}", key))
+    if adapter.last_rate_limit:
+        live.observe(m, adapter.last_rate_limit, now)
+        outcome.reports.append((m.pk, adapter.last_rate_limit, "headers"))
+    _note_served(call, m, usage)
+    live.count(m, tokens=outcome.tokens_in + outcome.tokens_out, now=now)
+
+
+def _note_served(call: Call, m: ModelView, usage: dict | None) -> None:
+    """The outcome names the model that answered and the tokens it reported."""
+    outcome = call.outcome
+    usage = usage or {}
+    call.served_by = m
+    outcome.model_pk, outcome.public_id, outcome.provider = m.pk, m.public_id, m.provider
+    outcome.provider_id, outcome.is_free = m.provider_id, m.is_free
+    outcome.tokens_in = _int(usage.get("prompt_tokens"))
+    outcome.tokens_out = _int(usage.get("completion_tokens"))
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and value >= 0 else 0
+
+
+def _retry_after(seconds: float) -> dict[str, str]:
+    return {"retry-after": str(max(1, int(seconds + 0.999)))}
+
+
+def _exhausted(plan: Plan, errors: list[tuple[BaseException, str, float | None]], deadline_hit: bool) -> GatewayError:
+    """The error when no candidate answered: every candidate's real reason, and a Retry-After only
+    when a known time will help (a quota resets, a breaker half-opens)."""
+    now = time.time()
+    reasons = [reason for _, reason, _ in errors] + [f"{r.model}: {r.reason}" for r in plan.rejections[:8]]
+    more = plan.rejected_count - min(8, len(plan.rejections))
+    detail = "; ".join(reasons) + (f"; and {more} more" if more > 0 else "")
+    if deadline_hit:
+        detail += "; the request's deadline passed"
+    known = [until for _, _, until in errors if until] + [r.until for r in plan.rejections if r.until]
+    waits = [t - now for t in known if t > now]
+    attempted = [e for e, _, _ in errors if not isinstance(e, QuotaUsed)]
+    if attempted and all(isinstance(e, RateLimited) for e in attempted):
+        return GatewayError(429, f"Every candidate is rate-limited: {detail}", type="rate_limit_error",
+                            code="rate_limited", headers=_retry_after(min(waits)) if waits else {})
+    if not attempted:
+        what = "No free model" if plan.policy == "free" else "No model"
+        if not reasons:
+            detail = plan.explain()
+        return GatewayError(503, f"{what} can serve this request right now: {detail}", type="service_unavailable",
+                            code="no_model_available", headers=_retry_after(min(waits)) if waits else {})
+    if deadline_hit or isinstance(attempted[-1], (Timeout, TimeoutError)):
+        return GatewayError(504, f"Upstream timed out: {detail}", type="timeout_error", code="upstream_timeout")
+    return GatewayError(502, f"Every candidate failed: {detail}", type="upstream_error", code="upstream_error")
+
+
+def _client_error(exc: ProviderError, m: ModelView) -> GatewayError:
+    if isinstance(exc, ContextTooLong):
+        return GatewayError(400, f"The request is longer than the context window of every candidate "
+                                 f"(largest tried: {m.public_id}, {m.context_window or 'unknown'} tokens).",
+                            code="context_length_exceeded", param="messages")
+    # The upstream's words for the client's own mistake, cut short: they describe the request.
+    message = " ".join(str(exc.message or exc.kind).split())[:300]
+    return GatewayError(400, f"{m.public_id} rejected the request: {message}", code=exc.provider_code or "bad_request")
+
+
+async def attempt(call: Call, plan: Plan, view: View, *, method: str, stream: bool = False,
+                  max_attempts: int | None = None) -> dict[str, Any] | OpenStream:
+    """Try the plan's candidates until one answers: the reply (`method` is the adapter's "chat" or
+    "embed"), or with `stream` an OpenStream whose first chunk is in hand."""
+    live = runtime.live
+    max_attempts = max_attempts or settings.AFMTS_GATEWAY_MAX_ATTEMPTS
+    errors: list[tuple[BaseException, str, float | None]] = []
+    too_long: tuple[ContextTooLong, ModelView] | None = None
+    deadline_hit = False
+    for cand in plan.candidates:
         m = cand.model
-        if call.remaining() <= 0:
+        if call.attempts >= max_attempts:
             break
+        if too_long is not None and (m.context_window or 0) <= (too_long[1].context_window or 0):
+            continue
+        remaining = call.remaining()
+        if remaining <= 0:
+            deadline_hit = True
+            break
+        now = time.time()
+        held = live.admit(m, now) or await live.reserve(m, now)
+        if held:
+            errors.append((QuotaUsed(*held), f"{m.public_id}: {held[0]}", held[1]))
+            continue
         adapter = _adapter(view, m)
+        if call.attempts:
+            call.failovers += 1
         call.attempts += 1
-        t0 = time.perf_counter()
         live.started(m)
-        stream = adapter.stream(_upstream_body(call.body, m))
+        t0 = time.perf_counter()
+        upstream = None
+        finished = False
         try:
-            async with asyncio.timeout(call.attempt_timeout()):
-                first = await anext(stream)
-        except StopAsyncIteration:
-            exc = MalformedReply("the stream ended before any chunk", provider=m.provider)
-            error: BaseException = exc
-        except (TimeoutError, ProviderError) as exc:
-            error = exc
-        else:
-            call.upstream_seconds += time.perf_counter() - t0
-            return OpenStream(m, first, stream, adapter, t0)
-        live.finished(m)
-        await _close(stream)
+            try:
+                if stream:
+                    upstream = adapter.stream(_upstream_body(call.body, m))
+                    async with asyncio.timeout(min(remaining, settings.AFMTS_GATEWAY_FIRST_BYTE_SECONDS)):
+                        first = await anext(upstream)
+                    call.upstream_seconds += time.perf_counter() - t0
+                    finished = True  # the stream's owner reports the end (finish_stream)
+                    return OpenStream(m, first, upstream, adapter, t0)
+                async with asyncio.timeout(min(remaining, settings.AFMTS_GATEWAY_ATTEMPT_SECONDS)):
+                    result = await getattr(adapter, method)(_upstream_body(call.body, m))
+            except StopAsyncIteration:
+                error: BaseException = MalformedReply("the stream ended before any chunk", provider=m.provider)
+            except (TimeoutError, ProviderError) as exc:
+                error = exc
+            except Exception as exc:  # noqa: BLE001 - an adapter that chokes on a reply: the upstream's fault
+                log.warning("request %s: %s gave a reply the adapter could not read (%s)", call.request_id,
+                            m.public_id, type(exc).__name__, exc_info=True)
+                error = MalformedReply(type(exc).__name__, provider=m.provider)
+            else:
+                latency = time.perf_counter() - t0
+                call.upstream_seconds += latency
+                _succeeded(call, m, adapter, time.time(), latency, result.get("usage") if isinstance(result, dict) else None)
+                return result
+        finally:
+            if not finished:
+                live.finished(m)
+                if upstream is not None:
+                    await _close(upstream)
         latency = time.perf_counter() - t0
         call.upstream_seconds += latency
-        may_retry, reason = _failed(call, m, error, time.time(), latency)
-        if not may_retry and isinstance(error, ProviderError):
+        if not _failed(call, m, error, time.time(), latency):
             raise _client_error(error, m) from error
-        errors.append((error, reason))
-    raise _exhausted(plan, errors, plan.policy == "free")
+        if isinstance(error, ContextTooLong):
+            if too_long is None or (m.context_window or 0) > (too_long[1].context_window or 0):
+                too_long = (error, m)
+            continue
+        until = None
+        if isinstance(error, RateLimited):
+            until = time.time() + (error.retry_after or live.rate_limit_cooldown)
+        errors.append((error, _summary(m, error), until))
+    if too_long is not None and not errors:
+        raise _client_error(*too_long)
+    if too_long is not None:
+        errors.append((too_long[0], f"{too_long[1].public_id}: context too long", None))
+    raise _exhausted(plan, errors, deadline_hit)
 
 
 async def _close(stream) -> None:
     try:
         await stream.aclose()
-    except Exception:  # noqa: BLE001 - closing a broken upstream stream
+    except BaseException:  # noqa: BLE001 - closing a broken upstream stream, even while cancelled
         pass
 
 
 def finish_stream(call: Call, opened: OpenStream, usage: dict | None, error: BaseException | None) -> None:
-    """Account for a stream that ended (well, or with `error` after its first chunk)."""
+    """Account for a stream that ended: well, cut by the client or by our own cap (None or
+    CancelledError: the model did its part), or with an upstream `error` after its first chunk."""
     live = runtime.live
     live.finished(opened.model)
     latency = time.perf_counter() - opened.opened_at

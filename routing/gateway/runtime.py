@@ -104,7 +104,7 @@ class Runtime:
         self._loop = loop
         sys.setswitchinterval(GIL_SWITCH_SECONDS)
         self._rebuild_lock = asyncio.Lock()
-        self._tasks = [loop.create_task(self._watch())]
+        self._tasks = [loop.create_task(self._watch()), loop.create_task(self._share_live())]
 
     async def _watch(self) -> None:
         refresh = sync_to_async(version.refresh, thread_sensitive=False)
@@ -117,6 +117,15 @@ class Runtime:
                         await sync_to_async(self._rebuild, thread_sensitive=False)()
             except Exception:  # noqa: BLE001 - keep serving the last good view
                 log.exception("could not refresh the registry view")
+
+    async def _share_live(self) -> None:
+        """Exchange live state (breakers, quota, cool-downs) with the other processes through Redis."""
+        while True:
+            await asyncio.sleep(settings.AFMTS_LIVE_SYNC_SECONDS)
+            try:
+                await self.live.sync()
+            except Exception:  # noqa: BLE001 - keep routing on this process's own state
+                log.exception("could not share the live routing state")
 
     async def flush_now(self) -> int:
         """Write the usage buffer now (the recorder's own writer thread does it every

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import httpx
@@ -9,9 +10,7 @@ import pytest
 from django.conf import settings
 
 from registry import services
-from registry.auth import Principal
-from routing.gateway.app import RateLimiter
-from routing.gateway.engine import GatewayError
+from routing.live import LiveState
 
 
 def test_a_limited_key_gets_429_with_retry_after(gateway, provider):
@@ -30,16 +29,12 @@ def test_a_limited_key_gets_429_with_retry_after(gateway, provider):
 def test_processes_share_the_limit_through_redis():
     if not settings.REDIS_URL:
         pytest.skip("the shared limit runs in the server-mode pass")
-    import redis
+    prefix = f"test:{uuid.uuid4().hex[:6]}:"
+    one, two = LiveState(redis_url=settings.REDIS_URL, prefix=prefix), LiveState(redis_url=settings.REDIS_URL, prefix=prefix)
 
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    key = Principal(key_id=1, name="k", scope="user", rate_limit_per_minute=3, prefix=f"afmts_{uuid.uuid4().hex[:6]}")
-    one, two = RateLimiter(), RateLimiter()  # two gateway processes
+    async def calls():
+        return [await one.admit_key("k", 3, 120.0), await two.admit_key("k", 3, 121.0),
+                await one.admit_key("k", 3, 122.0), await two.admit_key("k", 3, 123.0),
+                await two.admit_key("k", 3, 181.0)]  # the next minute starts afresh
 
-    one.check(key, 120.0, redis=client)
-    two.check(key, 121.0, redis=client)
-    one.check(key, 122.0, redis=client)
-    with pytest.raises(GatewayError) as err:
-        two.check(key, 123.0, redis=client)
-    assert err.value.status == 429
-    two.check(key, 181.0, redis=client)  # the next minute starts afresh
+    assert asyncio.run(calls()) == [None, None, None, 57.0, None]

@@ -1,0 +1,173 @@
+"""The gateway under the faults free tiers really have: hung and slow upstreams are abandoned in
+time, a producing stream is never cut by the failover deadline, 503s say the truth and carry a
+Retry-After only when waiting helps, a client's bad request never counts against a model, and a
+bug answers in the endpoint's own envelope with its usage recorded."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import openai
+import pytest
+
+from analytics.models import UsageRecord
+from registry import services
+from routing.gateway import runtime as runtime_module
+from tests.gateway.conftest import flush
+
+FREE = {"model_id": "llama-3.1-8b-instant", "is_free": True, "free_rpm": 30, "latency_ms": 100, "reliability": 0.99}
+PAID = {"model_id": "gpt-4o-mini", "input_price": "0.15", "output_price": "0.6", "latency_ms": 400, "reliability": 0.99}
+HI = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture
+def two_providers(provider):
+    provider("groq", models=[FREE])
+    provider("openai", models=[PAID])
+
+
+@pytest.fixture
+def client(gateway, user_secret) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{gateway}/v1", api_key=user_secret, max_retries=0)
+
+
+def served(raw) -> tuple[str, str]:
+    return raw.headers["x-afmts-model"], raw.headers["x-afmts-attempts"]
+
+
+def breaker(model_public_id: str) -> dict | None:
+    live = runtime_module.runtime.live
+    from registry.selectors import snapshot
+
+    m = snapshot().by_public_id[model_public_id]
+    s = live.breakers.states.get(f"model:{m.pk}")
+    return None if s is None else s.as_dict(time.time())
+
+
+def test_a_stream_without_a_first_chunk_in_time_fails_over(client, two_providers, fake, settings):
+    settings.AFMTS_GATEWAY_FIRST_BYTE_SECONDS = 0.5
+    fake.state.push("groq", "slow_first_byte", seconds=5)
+    started = time.monotonic()
+
+    raw = client.chat.completions.with_raw_response.create(model="auto", messages=HI, stream=True)
+    chunks = list(raw.parse())
+
+    assert served(raw) == ("openai/gpt-4o-mini", "2")
+    assert chunks and time.monotonic() - started < 3
+
+
+def test_a_producing_stream_outlives_the_failover_deadline(gateway, user_secret, provider, fake, settings):
+    settings.AFMTS_GATEWAY_DEADLINE_SECONDS = 1.0
+    provider("groq", models=[FREE])
+    fake.state.push("groq", "ok", delay=0.3)
+
+    with httpx.stream("POST", f"{gateway}/v1/chat/completions", timeout=20,
+                      headers={"authorization": f"Bearer {user_secret}"},
+                      json={"model": "free", "messages": HI, "stream": True}) as response:
+        lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+
+    assert lines[-1] == "data: [DONE]" and not any('"error"' in line for line in lines)
+    assert len(lines) > 5  # more than a second of chunks
+    flush()
+    assert UsageRecord.objects.get().status == "ok"
+    assert breaker("groq/llama-3.1-8b-instant") is None or breaker("groq/llama-3.1-8b-instant")["recentFailures"] == 0
+
+
+def test_a_stream_that_goes_silent_ends_with_an_error_and_counts(gateway, user_secret, provider, fake, settings):
+    settings.AFMTS_GATEWAY_IDLE_SECONDS = 0.3
+    provider("groq", models=[FREE])
+    fake.state.push("groq", "ok", delay=1.0)
+
+    with httpx.stream("POST", f"{gateway}/v1/chat/completions", timeout=20,
+                      headers={"authorization": f"Bearer {user_secret}"},
+                      json={"model": "free", "messages": HI, "stream": True}) as response:
+        lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+
+    assert "stream_interrupted" in lines[-1]
+    assert breaker("groq/llama-3.1-8b-instant")["recentFailures"] == 1
+
+
+def test_context_too_long_on_a_stream_moves_to_a_larger_window(client, provider, fake):
+    provider("groq", models=[{**FREE, "context_window": 8192}])
+    provider("openai", models=[{**PAID, "context_window": 128000}])
+    fake.state.push("groq", "context_too_long")
+
+    raw = client.chat.completions.with_raw_response.create(model="auto", messages=HI, stream=True)
+    chunks = list(raw.parse())
+
+    assert served(raw) == ("openai/gpt-4o-mini", "2") and chunks
+
+
+def test_a_client_bad_request_never_counts_against_the_model(client, provider, fake):
+    provider("groq", models=[FREE])
+    for _ in range(8):
+        fake.state.push("groq", "server_error", status=400)
+        with pytest.raises(openai.BadRequestError):
+            client.chat.completions.create(model="groq/llama-3.1-8b-instant", messages=HI)
+
+    assert breaker("groq/llama-3.1-8b-instant") is None
+    client.chat.completions.create(model="groq/llama-3.1-8b-instant", messages=HI)
+
+
+def test_a_503_with_nothing_that_waiting_fixes_has_no_retry_after(client, provider):
+    from registry.models import AIModel
+
+    provider("groq", models=[FREE])
+    services.model_update(model=AIModel.objects.get(model_id=FREE["model_id"]), fields={"disabled": True})
+
+    with pytest.raises(openai.APIStatusError) as err:
+        client.chat.completions.create(model="groq/llama-3.1-8b-instant", messages=HI)
+
+    assert err.value.status_code == 503
+    assert "retry-after" not in err.value.response.headers
+    assert "disabled" in err.value.message
+
+
+def test_a_503_while_the_quota_resets_says_when(client, provider):
+    provider("groq", models=[{**FREE, "free_rpm": 1}])
+    client.chat.completions.create(model="free", messages=HI)
+
+    with pytest.raises(openai.APIStatusError) as err:
+        client.chat.completions.create(model="free", messages=HI)
+
+    assert err.value.status_code == 503
+    assert "free quota used up (requests/minute)" in err.value.message
+    wait = int(err.value.response.headers["retry-after"])
+    assert abs(wait - (60 - time.time() % 60)) <= 2
+
+
+def test_a_bug_answers_in_the_endpoints_envelope_and_is_recorded(gateway, user_secret, provider, monkeypatch):
+    provider("groq", models=[FREE])
+
+    def broken(result, call):
+        raise RuntimeError("a bug in shaping the reply")
+
+    from routing.gateway import app
+
+    monkeypatch.setattr(app, "_served", broken)  # a stand-in for any bug after the upstream answered
+    response = httpx.post(f"{gateway}/v1/chat/completions", headers={"authorization": f"Bearer {user_secret}"},
+                          json={"model": "free", "messages": HI}, timeout=10)
+
+    assert response.status_code == 500
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json()["error"]["code"] == "internal_error"
+    assert response.headers["x-request-id"] in response.json()["error"]["message"]
+    flush()
+    record = UsageRecord.objects.get()
+    assert (record.status, record.http_status) == ("internal_error", 500)
+
+
+def test_a_bug_on_the_anthropic_endpoint_answers_in_anthropics_envelope(gateway, user_secret, provider, monkeypatch):
+    provider("groq", models=[FREE])
+    from routing.gateway import anthropic
+
+    def broken(result, call):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(anthropic, "from_openai_response", broken)
+    response = httpx.post(f"{gateway}/v1/messages", headers={"x-api-key": user_secret},
+                          json={"model": "free", "max_tokens": 16, "messages": HI}, timeout=10)
+
+    assert response.status_code == 500
+    assert response.json()["type"] == "error" and response.json()["error"]["type"] == "api_error"
