@@ -12,7 +12,7 @@ import asyncio
 import time
 import uuid
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.cache import cache
@@ -87,11 +87,21 @@ async def check_live_state() -> str:
     return "shared through Redis"
 
 
-async def health(request) -> JsonResponse:
+async def run_checks() -> dict[str, dict]:
+    """Every check at once, by name."""
     names = ("database", "cache", "channelLayer", "broker", "liveState")
     fns = (check_database, check_cache, check_channel_layer, check_broker, check_live_state)
     results = await asyncio.gather(*(_check(fn) for fn in fns))
-    checks = dict(zip(names, results, strict=True))
+    return dict(zip(names, results, strict=True))
+
+
+def run_checks_sync() -> dict[str, dict]:
+    """`run_checks` for synchronous callers (the monitor CLI)."""
+    return async_to_sync(run_checks)()
+
+
+async def health(request) -> JsonResponse:
+    checks = await run_checks()
     if all(c["ok"] for c in checks.values()):
         status, code = "ok", 200
     elif all(checks[name]["ok"] for name in ESSENTIAL):

@@ -238,7 +238,9 @@ AFMTS_EVENT_RELAY_SECONDS = env.float("AFMTS_EVENT_RELAY_SECONDS", default=0.5)
 # Period of the beat row that runs a discovery cycle (editable in admin once created).
 AFMTS_DISCOVERY_CYCLE_SECONDS = env.int("AFMTS_DISCOVERY_CYCLE_SECONDS", default=30)
 AFMTS_DISCOVERY_TIMEOUT_SECONDS = env.float("AFMTS_DISCOVERY_TIMEOUT_SECONDS", default=20.0)
-AFMTS_DISCOVERY_MAX_BACKOFF_SECONDS = env.int("AFMTS_DISCOVERY_MAX_BACKOFF_SECONDS", default=1800)
+AFMTS_DISCOVERY_MAX_BACKOFF_SECONDS = env.int("AFMTS_DISCOVERY_MAX_BACKOFF_SECONDS", default=300)
+# A provider whose models answered (traffic or probe) this recently is not down, whatever its listing says.
+AFMTS_PROVIDER_TRAFFIC_SECONDS = env.int("AFMTS_PROVIDER_TRAFFIC_SECONDS", default=300)
 # A discovered model missing from its provider's listing this long is retired (kept, with history).
 AFMTS_RETIRE_GRACE_SECONDS = env.int("AFMTS_RETIRE_GRACE_SECONDS", default=3600)
 # last_seen is refreshed at most this often, so an unchanged discovery cycle writes nothing.

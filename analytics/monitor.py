@@ -104,12 +104,7 @@ def _window(qs: QuerySet, since: datetime) -> dict[str, Any]:
 
 def status(now: datetime | None = None) -> dict[str, Any]:
     now = now or timezone.now()
-    checks = {
-        "database": health._check(health.check_database),
-        "cache": health._check(health.check_cache),
-        "channelLayer": health._check(health.check_channel_layer),
-        "broker": health._check(health.check_broker),
-    }
+    checks = {name: check for name, check in health.run_checks_sync().items() if name != "liveState"}
     providers = list(Provider.objects.order_by("slug").values("slug", "enabled", "status", "failures", "last_error"))
     by_status = {s: 0 for s in ProviderStatus.values}
     for p in providers:

@@ -309,7 +309,7 @@ def record_failure(
 
 def _served_recently(provider_id: int, now: datetime) -> bool:
     """Whether any model of the provider answered a call (traffic or probe) lately."""
-    window = timedelta(seconds=getattr(settings, "AFMTS_PROVIDER_TRAFFIC_SECONDS", 300))
+    window = timedelta(seconds=settings.AFMTS_PROVIDER_TRAFFIC_SECONDS)
     return HealthSample.objects.filter(model__provider_id=provider_id, ok=True, at__gte=now - window).exists()
 
 
