@@ -145,9 +145,13 @@ def _fit(m: ModelView, req: Requirements) -> str | None:
 
 def _usable(m: ModelView) -> str | None:
     if not m.routable:
-        return "disabled or retired" if m.status != ModelStatus.RETIRED else "retired"
+        if m.status == ModelStatus.RETIRED:
+            return "retired"
+        if not m.row.get("provider__enabled", True):
+            return "its provider is disabled"
+        return "disabled by an operator"
     if m.status == ModelStatus.DOWN:
-        return "down (health checks)"
+        return "down (health checks)" + ("; its provider is down" if m.provider_status == "down" else "")
     return None
 
 
