@@ -50,7 +50,7 @@ def server_env(database_url: str, data_dir: Path, **extra: str) -> dict[str, str
     return env
 
 
-def tests_database_url() -> str:
+def database_url_under_test() -> str:
     db = connection.settings_dict
     if connection.vendor == "sqlite":
         return f"sqlite:///{db['NAME']}"
@@ -87,7 +87,7 @@ def seed(fake) -> list[str]:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_stopping_the_server_writes_every_buffered_record(sig, fake, transactional_db, tmp_path):
     secret = seed(fake)[0]
-    env = server_env(tests_database_url(), tmp_path, AFMTS_USAGE_FLUSH_SECONDS="3600")  # nothing written before the stop
+    env = server_env(database_url_under_test(), tmp_path, AFMTS_USAGE_FLUSH_SECONDS="3600")  # nothing written before the stop
     proc, url = start_gateway(env, tmp_path / "server.log")
     try:
         for n in range(5):
@@ -108,7 +108,7 @@ def test_stopping_the_server_writes_every_buffered_record(sig, fake, transaction
 
 def test_an_unusable_request_id_is_replaced_and_the_reply_says_which(fake, transactional_db, tmp_path):
     secret = seed(fake)[0]
-    env = server_env(tests_database_url(), tmp_path, AFMTS_USAGE_FLUSH_SECONDS="0.2")
+    env = server_env(database_url_under_test(), tmp_path, AFMTS_USAGE_FLUSH_SECONDS="0.2")
     proc, url = start_gateway(env, tmp_path / "server.log")
     try:
         reply = httpx.post(f"{url}/v1/chat/completions", json=CHAT, timeout=10,
