@@ -430,7 +430,8 @@ def sequential_latency(url: str, headers: dict[str, str], body: dict, n: int, wa
                 samples.append(elapsed)
     return {
         "n": len(samples), "errors": errors,
-        "p50_ms": percentile(samples, 50), "p99_ms": percentile(samples, 99),
+        "p50_ms": percentile(samples, 50), "p90_ms": percentile(samples, 90), "p99_ms": percentile(samples, 99),
+        "max_ms": max(samples) if samples else float("nan"),
         "mean_ms": statistics.fmean(samples) if samples else float("nan"),
         # What the server says its own overhead was (x-afmts-overhead-ms, x-litellm-overhead-duration-ms).
         "self_reported_overhead_p50_ms": percentile(reported, 50) if reported else None,
