@@ -11,7 +11,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?=
 
-.PHONY: run test test-embedded test-server venv migrate worker beat web lint bench clean
+.PHONY: run test test-embedded test-server venv migrate worker beat web lint bench bench-gateway clean
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -60,6 +60,12 @@ lint: venv
 
 bench: migrate
 	$(PY) bench/find.py
+
+# The gateway beside LiteLLM and Portkey in one run (installs nginx, wrk, LiteLLM's venv and Portkey's
+# npm package on first use); BENCH_ARGS="--quick" for a smoke run.
+BENCH_ARGS ?=
+bench-gateway: venv
+	$(PY) bench/gateway.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) data staticfiles
