@@ -253,9 +253,9 @@ def _error_class(status: int, text: str, ctype: str) -> tuple[str, str]:
     """(class, message) of a gateway error reply."""
     try:
         error = json.loads(text).get("error") or {}
-        return f"{status} {error.get('code') or error.get('type') or 'error'}", str(error.get("message", ""))[:300]
+        return f"{status} {error.get('code') or error.get('type') or 'error'}", str(error.get("message", ""))[:2000]
     except (ValueError, AttributeError):
-        return f"{status} non-JSON ({ctype.split(';')[0] or 'no content-type'})", text[:300]
+        return f"{status} non-JSON ({ctype.split(';')[0] or 'no content-type'})", text[:2000]
 
 
 async def one(session: aiohttp.ClientSession, url: str, key: str, n: int, stream: bool, timeout: float,
@@ -310,7 +310,7 @@ async def _read_stream(resp: aiohttp.ClientResponse) -> tuple[str, str]:
             continue
         if chunk.get("error") and not error:
             error = f"stream error: {chunk['error'].get('code') or chunk['error'].get('type')}"
-            detail = str(chunk["error"].get("message", ""))[:300]
+            detail = str(chunk["error"].get("message", ""))[:2000]
         elif any((c.get("delta") or {}).get("content") for c in chunk.get("choices") or ()):
             content = True
     if error:
@@ -407,8 +407,11 @@ class Bench:
                                             str(self.fake_port), "--chunk-delay", "0.01"],
                          self.workdir / "fakes.log", cwd=ROOT).start()
         wait_http(self.fake_url + "/_control/health", self.fake, 30, ok=lambda r: r.status_code == 200)
-        httpx.post(self.fake_url + "/_control/quota", json={"provider": "*", "remaining_requests": 10**9,
-                                                           "remaining_tokens": 10**12}, timeout=5)
+        # The fake's advertised limits (Mistral's 60 a minute...) would be learned and enforced by the
+        # gateway: pinned high, so only the scheduled faults fail calls.
+        httpx.post(self.fake_url + "/_control/quota", json={
+            "provider": "*", "limit_requests": 10**9, "limit_tokens": 10**12, "remaining_requests": 10**9,
+            "remaining_tokens": 10**12, "remaining_tokens_month": 10**12}, timeout=5)
         env = self.env()
         manage = [MAIN_PYTHON, str(ROOT / "manage.py")]
         log("migrating")

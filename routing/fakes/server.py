@@ -12,7 +12,7 @@ overloaded (Anthropic 529), hang (never answers within `seconds`), slow_first_by
 first byte), cut (the stream, or the body, stops midway), malformed (invalid JSON), midstream_error.
 `POST /_control/listing {"provider", "add": [entries], "remove": [ids], "patch": {id: {fields}}}`
 changes a provider's listing. Other controls: `POST /_control/quota {"provider", "remaining_requests", "remaining_tokens"}` pins the
-remaining-quota headers; `POST /_control/config {"chunk_delay", "page_size", "key"}`; `POST
+remaining-quota headers (and `limit_requests`, `limit_tokens` the advertised limits); `POST /_control/config {"chunk_delay", "page_size", "key"}`; `POST
 /_control/reset`; `GET /_control/log` (every request seen, with timings: `t_first_frame`,
 `t_last_frame`, time.monotonic() of this process). Header `x-fake-chunk-delay: 0.1` paces one stream.
 Random fault mixes per provider (`POST /_control/faults`, `GET /_control/faults`) come last, after every
@@ -283,8 +283,8 @@ class FakeProviders:
         with self.state.lock:
             override = {**self.state.quota.get("*", {}), **self.state.quota.get(provider, {})}
         if provider == "anthropic":
-            return wire.anthropic_ratelimit_headers(used, override)
-        return wire.oai_ratelimit_headers(provider, used, override)
+            return wire.pin_limits(wire.anthropic_ratelimit_headers(used, override), override)
+        return wire.pin_limits(wire.oai_ratelimit_headers(provider, used, override), override)
 
     def _error(self, provider: str, kind: str, model: str, scenario: Scenario) -> web.Response:
         retry_after = scenario.num("retry_after", 7)

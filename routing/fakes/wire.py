@@ -288,6 +288,18 @@ def oai_ratelimit_headers(provider: str, used: int, override: dict) -> dict[str,
     return {}
 
 
+
+def pin_limits(headers: dict[str, str], override: dict) -> dict[str, str]:
+    """`limit_requests` / `limit_tokens` in a quota override replace the limits the headers advertise
+    (benchmarks that must not be throttled by a fake free tier: the gateway learns limits from them)."""
+    for name in headers:
+        if "-limit-" in name or name.endswith("-limit"):
+            key = "limit_tokens" if "token" in name else "limit_requests"
+            if key in override:
+                headers[name] = str(override[key])
+    return headers
+
+
 # ---------------------------------------------------------------------------------------- Anthropic
 def _ant_usage(s: Script, output: int) -> dict:
     return {"input_tokens": s.prompt_tokens, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,

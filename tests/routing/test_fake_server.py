@@ -111,3 +111,13 @@ def test_a_provider_down_refuses_calls_and_listings_until_cleared(fake):
 
     httpx.post(fake.url + "/_control/faults", json={"provider": "groq", "clear": True})
     assert _chat(fake).status_code == 200 and httpx.get(listing, headers=auth).status_code == 200
+
+
+def test_quota_control_pins_the_advertised_limits_too(fake):
+    assert _chat(fake, "mistral").headers["x-ratelimit-limit-req-minute"] == "60"
+    httpx.post(fake.url + "/_control/quota", json={"provider": "*", "limit_requests": 10**6, "limit_tokens": 10**9,
+                                                    "remaining_requests": 10**6})
+    headers = _chat(fake, "mistral").headers
+    assert headers["x-ratelimit-limit-req-minute"] == "1000000" and headers["x-ratelimit-remaining-req-minute"] == "1000000"
+    assert headers["x-ratelimit-limit-tokens-minute"] == "1000000000"
+    assert _chat(fake, "groq").headers["x-ratelimit-limit-requests"] == "1000000"
