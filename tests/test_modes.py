@@ -118,3 +118,18 @@ def test_serve_runs_web_and_worker_and_ctrl_c_stops_them_all(tmp_path):
     assert "celery" in output and "ready" in output
     time.sleep(0.5)
     assert [pid for pid in children if Path(f"/proc/{pid}").exists()] == []
+
+
+def test_several_web_processes_are_uvicorn_workers_and_daphne_refuses_them(settings):
+    from django.core.management.base import CommandError
+
+    from registry.management.commands.serve import web_command
+
+    settings.AFMTS_SERVER = "uvicorn"
+    argv = web_command("127.0.0.1", 3001, workers=3)
+    assert argv[argv.index("--workers") + 1] == "3"
+    assert "--workers" not in web_command("127.0.0.1", 3001)
+
+    settings.AFMTS_SERVER = "daphne"
+    with pytest.raises(CommandError, match="uvicorn"):
+        web_command("127.0.0.1", 3001, workers=2)
