@@ -21,8 +21,8 @@ client-side timeout of the gateway's deadline + 15 s.
 
 Schedule (fractions of the run; the issue's 10 minutes, compressed for shorter runs): 0-10 % warm-up
 without faults; from 10 % every upstream independently fails 10 % of calls (5 % HTTP 500, 1 % 429
-with Retry-After 2 s, 2 % hangs of 300 s, 2 % cut replies); at 20 % and 55 % a 429 burst (every call
-of one provider, Retry-After 5 s); at 30 % the busiest provider is down (503) for 20 % of the run
+with Retry-After 2 s and the quota headers unchanged, 2 % hangs of 300 s, 2 % cut replies); at 20 % and
+55 % a 429 burst (every call of one provider, Retry-After 5 s, quota headers at 0); at 30 % the busiest provider is down (503) for 20 % of the run
 (2 minutes of 10); at 65 % Redis is stopped for min(30 s, 25 %) and started again (empty).
 With --stop-postgres instead: no upstream faults, PostgreSQL stopped at 35 % for min(30 s, 25 %).
 
@@ -72,8 +72,10 @@ from bench._harness import (  # noqa: E402
 from bench._targets import MAIN_PYTHON  # noqa: E402
 
 PROVIDERS = {"groq": "/groq/openai", "cerebras": "/cerebras", "mistral": "/mistral", "together": "/together"}
-MIX = {"error_rate": 0.05, "rate_limit_rate": 0.01, "retry_after": 2, "hang_rate": 0.02, "hang_seconds": 300,
-       "cut_rate": 0.02}
+# Random 429s are short burst limits (Retry-After only, quota headers as usual); the scheduled 429
+# bursts are a used-up quota (remaining 0 in the headers).
+MIX: dict[str, float | str] = {"error_rate": 0.05, "rate_limit_rate": 0.01, "retry_after": 2, "hang_rate": 0.02,
+                               "hang_seconds": 300, "cut_rate": 0.02, "rate_limit_remaining": "keep"}
 PROMPT = [{"role": "system", "content": "You are a concise assistant."},
           {"role": "user", "content": "Name three rivers of Europe, one line each."}]
 PREFIX = f"fb{os.getpid()}"  # request ids of this run: usage rows are counted by it
@@ -432,7 +434,7 @@ class Bench:
         seed = self.args.seed
         target = self.ranked[step.args.get("rank", 0) % len(self.ranked)]
         if step.action == "mix":
-            await post({"provider": "*", **MIX, "seed": seed})
+            await post({"provider": "*", **self.args.mix, "seed": seed})
         elif step.action == "burst":
             await post({"provider": target, "rate_limit_rate": 1, "retry_after": 5})
         elif step.action == "down":
@@ -610,6 +612,17 @@ def print_report(report: dict[str, Any]) -> None:
     print("\nTargets: " + "; ".join(f"{name} — {'met' if met else 'NOT met'}" for name, met in checks.items()))
 
 
+def parse_mix(text: str) -> dict[str, float | str]:
+    """`error_rate=0.05,rate_limit_rate=0` over the default mix."""
+    mix = dict(MIX)
+    for item in filter(None, text.split(",")):
+        name, _, value = item.partition("=")
+        if name.strip() not in MIX:
+            raise argparse.ArgumentTypeError(f"unknown fault field {name!r} (known: {', '.join(MIX)})")
+        mix[name.strip()] = value.strip() if name.strip() == "rate_limit_remaining" else float(value)
+    return mix
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
@@ -619,6 +632,8 @@ def main() -> int:
     parser.add_argument("--max-inflight", type=int, default=400)
     parser.add_argument("--workers", type=int, default=1, help="web processes (manage.py serve --workers)")
     parser.add_argument("--seed", type=int, default=8)
+    parser.add_argument("--mix", type=parse_mix, default=dict(MIX), metavar="NAME=VALUE,...",
+                        help=f"change the upstream fault mix (fields of /_control/faults; default {MIX})")
     parser.add_argument("--flush-wait", type=float, default=90.0, help="max seconds to wait for usage rows")
     parser.add_argument("--pg-admin-url", default="postgres://postgres@127.0.0.1:5432/postgres",
                         help="shared PostgreSQL where the bench creates (and drops) its database")

@@ -2,7 +2,7 @@
 configured rates, the way free tiers fail now and then on their own (bench/faults.py, tests).
 
 `POST /_control/faults {"provider": "groq" | "*", "error_rate": 0.03, "rate_limit_rate": 0.02,
-"retry_after": 2, "hang_rate": 0.01, "hang_seconds": 30, "cut_rate": 0.02, "down": false, "seed": 7}`
+"retry_after": 2, "rate_limit_remaining": "zero" | "keep", "hang_rate": 0.01, "hang_seconds": 30, "cut_rate": 0.02, "down": false, "seed": 7}`
 sets a provider's mix (replacing its previous one; "*" applies to providers without their own);
 `{"provider": "groq", "clear": true}` removes it. `down: true` answers every call (listings included)
 with 503; `down: "close"` closes the connection without a reply. `GET /_control/faults` shows the
@@ -21,7 +21,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-FIELDS = ("error_rate", "rate_limit_rate", "retry_after", "hang_rate", "hang_seconds", "cut_rate", "down", "seed")
+FIELDS = ("error_rate", "rate_limit_rate", "retry_after", "rate_limit_remaining", "hang_rate", "hang_seconds", "cut_rate",
+          "down", "seed")
 
 
 @dataclass
@@ -29,6 +30,9 @@ class FaultMix:
     error_rate: float = 0.0
     rate_limit_rate: float = 0.0
     retry_after: float = 2.0
+    # "zero": a 429's quota headers say nothing is left (a used-up quota, as the rate_limit scenario);
+    # "keep": they say what they would have (a short burst limit that only Retry-After describes).
+    rate_limit_remaining: str = "zero"
     hang_rate: float = 0.0
     hang_seconds: float = 30.0
     cut_rate: float = 0.0
@@ -44,6 +48,7 @@ class FaultMix:
             setattr(mix, name, min(1.0, max(0.0, float(body.get(name) or 0))))
         mix.retry_after = max(0.0, float(body.get("retry_after", mix.retry_after)))
         mix.hang_seconds = max(0.0, float(body.get("hang_seconds", mix.hang_seconds)))
+        mix.rate_limit_remaining = "keep" if body.get("rate_limit_remaining") == "keep" else "zero"
         down = body.get("down", False)
         mix.down = "close" if down == "close" else bool(down)
         mix.seed = None if body.get("seed") is None else int(body["seed"])
@@ -69,7 +74,8 @@ class FaultMix:
         roll = self._rng(provider).random()
         for name, rate, params in (
             ("server_error", self.error_rate, {}),
-            ("rate_limit", self.rate_limit_rate, {"retry_after": self.retry_after}),
+            ("rate_limit", self.rate_limit_rate, {"retry_after": self.retry_after,
+                                                  "remaining": self.rate_limit_remaining}),
             ("hang", self.hang_rate, {"seconds": self.hang_seconds}),
             ("cut", self.cut_rate, {}),
         ):

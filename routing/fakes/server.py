@@ -7,7 +7,8 @@ Scenarios (failures on demand), chosen per request, first match wins:
 2. a model name with `@scenario`, e.g. `gpt-4o-mini@server_error`,
 3. the queue filled through `POST /_control/scenario {"provider": "groq", "scenario": "rate_limit",
    "count": 2, "params": {"retry_after": 7}}` (provider "*" = any).
-Scenarios: ok, auth, not_found, rate_limit, context_too_long, payment, server_error, unavailable,
+Scenarios: ok, auth, not_found, rate_limit (`retry_after`; `remaining=keep` leaves the quota headers
+unzeroed), context_too_long, payment, server_error, unavailable,
 overloaded (Anthropic 529), hang (never answers within `seconds`), slow_first_byte (`seconds` before the
 first byte), cut (the stream, or the body, stops midway), malformed (invalid JSON), midstream_error.
 `POST /_control/listing {"provider", "add": [entries], "remove": [ids], "patch": {id: {fields}}}`
@@ -307,7 +308,7 @@ class FakeProviders:
             else:
                 headers.update(self._ratelimit_headers(provider) if provider not in ("gemini", "ollama") else {})
                 for name in list(headers):
-                    if "remaining" in name and "month" not in name:
+                    if "remaining" in name and "month" not in name and scenario.params.get("remaining") != "keep":
                         headers[name] = "0"
         return web.json_response(body, status=status, headers=headers)
 

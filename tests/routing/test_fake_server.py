@@ -121,3 +121,13 @@ def test_quota_control_pins_the_advertised_limits_too(fake):
     assert headers["x-ratelimit-limit-req-minute"] == "1000000" and headers["x-ratelimit-remaining-req-minute"] == "1000000"
     assert headers["x-ratelimit-limit-tokens-minute"] == "1000000000"
     assert _chat(fake, "groq").headers["x-ratelimit-limit-requests"] == "1000000"
+
+
+def test_a_mixed_in_429_can_keep_its_quota_headers_for_a_burst_limit(fake):
+    httpx.post(fake.url + "/_control/faults", json={"provider": "groq", "rate_limit_rate": 1, "retry_after": 2})
+    assert _chat(fake).headers["x-ratelimit-remaining-requests"] == "0"  # a used-up quota, as scenario rate_limit
+    httpx.post(fake.url + "/_control/faults", json={"provider": "groq", "rate_limit_rate": 1, "retry_after": 2,
+                                                    "rate_limit_remaining": "keep"})
+    limited = _chat(fake)
+    assert limited.status_code == 429 and limited.headers["retry-after"] == "2"
+    assert int(limited.headers["x-ratelimit-remaining-requests"]) > 0
