@@ -44,8 +44,8 @@ test: venv
 		$(MAKE) --no-print-directory test-server; \
 	else echo "server-mode pass skipped: PostgreSQL/Redis not reachable (CI=true forces it)"; fi
 
-# Background writers that tests drive by hand (key usage) wait long enough not to run on their own.
-TEST_ENV := AFMTS_KEY_USAGE_FLUSH_SECONDS=3600
+# Background writers that tests drive by hand (key usage, usage records) wait long enough not to run on their own.
+TEST_ENV := AFMTS_KEY_USAGE_FLUSH_SECONDS=3600 AFMTS_USAGE_FLUSH_SECONDS=3600
 
 test-embedded: venv
 	env -u DATABASE_URL -u REDIS_URL -u CELERY_BROKER_URL $(TEST_ENV) AFMTS_DATA_DIR=$(CURDIR)/data/test-embedded \

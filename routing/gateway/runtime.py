@@ -115,8 +115,9 @@ class Runtime:
                 if _view.stale():
                     async with self._rebuild_lock:
                         await sync_to_async(self._rebuild, thread_sensitive=False)()
-            except Exception:  # noqa: BLE001 - keep serving the last good view
-                log.exception("could not refresh the registry view")
+            except Exception as exc:  # noqa: BLE001 - keep serving the last good view
+                # One line, not a traceback per poll: a database outage would flood the log.
+                log.warning("could not refresh the registry view (%s); serving the last one", type(exc).__name__)
 
     async def _share_live(self) -> None:
         """Exchange live state (breakers, quota, cool-downs) with the other processes through Redis."""
