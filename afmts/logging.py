@@ -1,22 +1,97 @@
-"""A logging filter that masks anything shaped like a credential before it is written."""
+"""The one redactor: everything stored, published or logged passes through `redact`.
+
+It masks two things:
+- the secrets this process knows: every provider key it decrypted or encrypted (`remember`, called
+  by registry.crypto), whatever their shape — a provider's own key quoted back by its upstream;
+- anything shaped like a credential: `Bearer …`, `sk-…`/`sk-ant-…`, `key-…`, `gsk_…`, `hf_…`,
+  `xai-…`, `AIza…`, our own `afmts_…` keys, and `api_key=`/`key=`/`token=`/`Authorization:` values.
+
+`sanitize` is `redact` plus whitespace folding and a length cap: the form in which upstream text
+(untrusted, DESIGN.md) may be kept or shown. `RedactSecrets` is the logging filter installed on
+every handler (settings.LOGGING, Celery's loggers in afmts.celery).
+"""
+
+from __future__ import annotations
 
 import logging
 import re
+import threading
 
-# Provider keys (sk-..., sk-ant-..., gsk_..., hf_..., AIza...), our own keys (afmts_...), bearer tokens.
-SECRET_RE = re.compile(
-    r"(?i)(bearer\s+)[A-Za-z0-9._\-]{8,}"
-    r"|\b(sk-[A-Za-z0-9_\-]{8,}|gsk_[A-Za-z0-9]{8,}|hf_[A-Za-z0-9]{8,}|AIza[0-9A-Za-z_\-]{20,}|afmts_[A-Za-z0-9]{8,})"
+MASK = "***"
+# Shorter strings are not remembered: masking "abc" everywhere would shred ordinary text.
+MIN_SECRET = 8
+MAX_KNOWN = 10_000
+
+_TOKEN = r"[A-Za-z0-9._~+/=\-]{8,}"
+PATTERNS = (
+    rf"((?:bearer|(?-i:Basic))\s+){_TOKEN}",
+    rf"((?:authorization|x-api-key|x-goog-api-key|api[ _-]?key(?:\s+provided)?|access[_-]?token|client[_-]?secret)"
+    rf"[\"']?\s*[:=]\s*[\"']?){_TOKEN}",
+    rf"([?&;](?:key|token|auth)=){_TOKEN}",
+    r"()\b(?:sk-|key-|xai-|gsk_|hf_|afmts_)[A-Za-z0-9_\-]{8,}",
+    r"()\bAIza[0-9A-Za-z_\-]{20,}",
 )
+SECRET_RE = re.compile("|".join(f"(?:{p})" for p in PATTERNS), re.IGNORECASE)
+
+_known: frozenset[str] = frozenset()
+_known_re: re.Pattern[str] | None = None
+_lock = threading.Lock()
 
 
-def redact(text: str) -> str:
-    return SECRET_RE.sub(lambda m: (m.group(1) or "") + "***", text)
+def remember(secret: str | None) -> None:
+    """Add a secret (a provider key just decrypted or set) to those every `redact` masks."""
+    global _known, _known_re
+    if not secret or len(secret) < MIN_SECRET or secret in _known:
+        return
+    with _lock:
+        known = set(_known) if len(_known) < MAX_KNOWN else set()
+        known.add(secret)
+        # Longest first, so a key that contains another is masked whole.
+        _known_re = re.compile("|".join(re.escape(s) for s in sorted(known, key=len, reverse=True)))
+        _known = frozenset(known)
+
+
+def _mask(match: re.Match[str]) -> str:
+    return next((g for g in match.groups() if g is not None), "") + MASK
+
+
+def redact(text: str, *extra: str | None) -> str:
+    """`text` without the known secrets, `extra` secrets (e.g. the adapter's own key) and anything
+    shaped like a credential."""
+    if not text:
+        return text
+    for secret in extra:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, MASK)
+    known = _known_re
+    if known is not None:
+        text = known.sub(MASK, text)
+    return SECRET_RE.sub(_mask, text)
+
+
+def sanitize(text: object, limit: int = 300, *extra: str | None) -> str:
+    """Untrusted text made fit to keep or show: redacted, whitespace folded, cut to `limit`."""
+    folded = " ".join(redact(str(text or ""), *extra).split())
+    return folded if len(folded) <= limit else folded[: limit - 1] + "…"
+
+
+def redact_data(data: object) -> object:
+    """A JSON-like structure with every string redacted (new containers only where needed)."""
+    if isinstance(data, str):
+        return redact(data)
+    if isinstance(data, dict):
+        return {k: redact_data(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [redact_data(v) for v in data]
+    return data
 
 
 class RedactSecrets(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken format string: let the handler report it
+            return True
         cleaned = redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None
@@ -29,3 +104,10 @@ class RedactSecrets(logging.Filter):
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
         return True
+
+
+def install(handlers: list[logging.Handler]) -> None:
+    """Put the filter on these handlers (once each): for loggers configured outside LOGGING."""
+    for handler in handlers:
+        if not any(isinstance(f, RedactSecrets) for f in handler.filters):
+            handler.addFilter(RedactSecrets())

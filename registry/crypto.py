@@ -5,6 +5,8 @@ from functools import cache
 from cryptography.fernet import Fernet, MultiFernet
 from django.conf import settings
 
+from afmts.logging import remember
+
 
 @cache
 def _fernet() -> MultiFernet:
@@ -12,11 +14,15 @@ def _fernet() -> MultiFernet:
 
 
 def encrypt(plain: str) -> str:
+    remember(plain)
     return _fernet().encrypt(plain.encode()).decode()
 
 
 def decrypt(token: str) -> str:
-    return _fernet().decrypt(token.encode()).decode() if token else ""
+    """The plain secret; from now on every redaction in this process masks it (afmts.logging)."""
+    plain = _fernet().decrypt(token.encode()).decode() if token else ""
+    remember(plain)
+    return plain
 
 
 def mask(secret: str) -> str:

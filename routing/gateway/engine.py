@@ -29,6 +29,7 @@ from typing import Any
 
 from django.conf import settings
 
+from afmts.logging import sanitize
 from analytics.recorder import Outcome
 from registry.selectors import ModelView
 from routing.gateway.runtime import View, runtime
@@ -213,8 +214,9 @@ def _client_error(exc: ProviderError, m: ModelView) -> GatewayError:
         return GatewayError(400, f"The request is longer than the context window of every candidate "
                                  f"(largest tried: {m.public_id}, {m.context_window or 'unknown'} tokens).",
                             code="context_length_exceeded", param="messages")
-    # The upstream's words for the client's own mistake, cut short: they describe the request.
-    message = " ".join(str(exc.message or exc.kind).split())[:300]
+    # The upstream's words for the client's own mistake, sanitised and cut short: they describe the
+    # request, but upstream text is untrusted (it may quote the key it was sent).
+    message = sanitize(exc.message or exc.kind, 300)
     return GatewayError(400, f"{m.public_id} rejected the request: {message}", code=exc.provider_code or "bad_request")
 
 

@@ -2,11 +2,13 @@
 
 `retryable` says whether the same request may succeed later or elsewhere (the router falls back or
 backs off); `retry_after` is the provider's own wait in seconds when it gave one; `message` keeps the
-provider's words and `provider_code` its machine code (e.g. "context_length_exceeded")."""
+provider's words (redacted of secrets, afmts.logging) and `provider_code` its machine code (e.g. "context_length_exceeded")."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+from afmts.logging import redact
 
 if TYPE_CHECKING:
     from routing.providers.types import RateLimitInfo
@@ -27,6 +29,8 @@ class ProviderError(Exception):
         retryable: bool | None = None,
         rate_limit: RateLimitInfo | None = None,
     ):
+        # Upstream text may quote the key it was sent: masked here, once, for every later use.
+        message = redact(message)
         super().__init__(message)
         self.message = message
         self.status = status
