@@ -3,12 +3,25 @@
 The beat schedule lives in the database (django-celery-beat), so operators edit it in admin.
 """
 
+import logging
 import os
 
 from celery import Celery
+from celery.signals import after_setup_logger, after_setup_task_logger
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "afmts.settings")
 
 app = Celery("afmts")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _redact_logs(logger: logging.Logger, **kwargs) -> None:
+    """A worker (or beat) replaces the root logger's handlers with its own, outside LOGGING: they get
+    the same secret-masking filter (afmts.logging), as do those of the task logger."""
+    from afmts.logging import install
+
+    install(logger.handlers)
+    install(logging.getLogger().handlers)

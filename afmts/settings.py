@@ -190,7 +190,7 @@ REST_FRAMEWORK = {
         "registry.auth.StaffSessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["registry.auth.AdminWritesKeyReads"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser", "afmts.parsers.AnyAsJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["afmts.parsers.LimitedJSONParser", "afmts.parsers.AnyAsJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "registry.api.pagination.Pagination",
@@ -301,6 +301,13 @@ AFMTS_AGENT_CALL_SECONDS = env.float("AFMTS_AGENT_CALL_SECONDS", default=30.0)
 # Outbound HTTP to providers: "native" (aiohttp, measured fastest), "aiohttp" (httpx on aiohttp's
 # pool) or "httpx" (plain httpx). See routing/providers/http.py.
 AFMTS_UPSTREAM_TRANSPORT = env("AFMTS_UPSTREAM_TRANSPORT", default="native")
+# Outbound URL policy (afmts/urlpolicy.py): hosted kinds and agents may reach loopback/private
+# addresses only with ALLOW_PRIVATE, or for the hosts ("host" or "host:port") listed in ALLOWED_HOSTS
+# (a proxy). Replies are capped: a whole reply at MAX_REPLY, one stream line/event at MAX_LINE.
+AFMTS_ALLOW_PRIVATE_UPSTREAMS = env.bool("AFMTS_ALLOW_PRIVATE_UPSTREAMS", default=False)
+AFMTS_ALLOWED_UPSTREAM_HOSTS = env.list("AFMTS_ALLOWED_UPSTREAM_HOSTS", default=[])
+AFMTS_UPSTREAM_MAX_REPLY_BYTES = env.int("AFMTS_UPSTREAM_MAX_REPLY_BYTES", default=32 * 1024 * 1024)
+AFMTS_UPSTREAM_MAX_LINE_BYTES = env.int("AFMTS_UPSTREAM_MAX_LINE_BYTES", default=1024 * 1024)
 # A provider whose listing failed this many times in a row is down.
 AFMTS_PROVIDER_DOWN_AFTER = env.int("AFMTS_PROVIDER_DOWN_AFTER", default=2)
 
@@ -325,5 +332,14 @@ LOGGING = {
     "filters": {"secrets": {"()": "afmts.logging.RedactSecrets"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["secrets"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.server": {"level": "WARNING"}, "httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
+    "loggers": {
+        "django.server": {"level": "WARNING"}, "httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"},
+        # The ASGI servers configure their own handlers before Django starts; these replace them with
+        # the redacting console handler (an access line can hold `?api_key=...`). Celery's handlers
+        # get the filter in afmts.celery.
+        "uvicorn": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        "uvicorn.error": {"level": LOG_LEVEL},
+        "uvicorn.access": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        "daphne": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+    },
 }

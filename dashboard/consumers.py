@@ -3,6 +3,8 @@
 Authenticated like the API: `?api_key=<key>` (browsers cannot set headers on a WebSocket),
 an `Authorization: Bearer` or `X-API-Key` header, or a staff session. Unauthenticated clients are
 closed with code 4401. Messages are the seeds' envelope: {"event", "data", "ts"} (plus "id").
+Admin keys and staff sessions get every event whole; other keys get them without failure detail
+(registry.events.for_audience: `error`, `lastError`, ... — upstream words are for operators).
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from dashboard import relay
-from registry.auth import principal_for_secret
-from registry.events import GROUP
+from registry.auth import Principal, principal_for_secret
+from registry.events import GROUP, for_audience
+from registry.models import KeyScope
 
 
 def _secret(scope) -> str | None:
@@ -30,21 +33,26 @@ def _secret(scope) -> str | None:
 
 
 class EventConsumer(AsyncJsonWebsocketConsumer):
+    admin = False
+
     async def connect(self) -> None:
-        if not await self._authenticated():
+        principal = await self._principal()
+        if principal is None:
             await self.close(code=4401)
             return
+        self.admin = principal.is_admin
         await self.channel_layer.group_add(GROUP, self.channel_name)
         await relay.client_joined()
         self.joined = True
         await self.accept()
 
-    async def _authenticated(self) -> bool:
+    async def _principal(self) -> Principal | None:
+        """Who is connecting: a staff session acts with admin scope (as on the API), else the key."""
         user = self.scope.get("user")
         if user is not None and getattr(user, "is_staff", False):
-            return True
+            return Principal(None, user.get_username(), KeyScope.ADMIN)
         secret = _secret(self.scope)
-        return bool(secret) and await database_sync_to_async(principal_for_secret)(secret) is not None
+        return await database_sync_to_async(principal_for_secret)(secret) if secret else None
 
     async def disconnect(self, code: int) -> None:
         await self.channel_layer.group_discard(GROUP, self.channel_name)
@@ -56,4 +64,4 @@ class EventConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"event": "pong", "data": {}, "ts": None})
 
     async def event_message(self, message: dict) -> None:
-        await self.send_json(message["message"])
+        await self.send_json(for_audience(message["message"], admin=self.admin))

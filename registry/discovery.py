@@ -30,7 +30,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from afmts.logging import redact
+from afmts.logging import sanitize
 from registry import bulk
 from registry.events import publish_many
 from registry.models import AIModel, HealthSample, ModelChange, ModelStatus, ModelType, Provider, ProviderStatus, Source
@@ -280,7 +280,7 @@ def record_failure(
       nothing about serving. The status is information; it never removes models from routing.
     """
     now = now or timezone.now()
-    error = redact(error)
+    error = sanitize(error, 2000)  # upstream text is untrusted: it may quote the key
     with transaction.atomic():
         provider = Provider.objects.select_for_update().get(pk=provider_id)
         if rate_limited:

@@ -6,6 +6,9 @@ router — calls `publish`, which, inside the caller's transaction:
 
 and after commit sends it to the Channels group `events` in the seeds' envelope
 `{"event": ..., "data": ..., "ts": ...}` (WebSocket feed at /ws/events/ and /).
+
+Every string of an event's data is redacted of secrets before it is stored or sent
+(afmts.logging.redact), and readers that are not admins get it through `for_audience`.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from django.db.models import F
 from django.utils import timezone
 from rest_framework.utils.encoders import JSONEncoder
 
+from afmts.logging import redact, redact_data
 from registry import bulk, version
 from registry.models import Event, RegistryState
 
@@ -35,8 +39,44 @@ GROUP = "events"
 ORIGIN = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(data, cls=JSONEncoder))
+# What an event may carry of a failure (upstream words, even redacted): for admins only. Other
+# audiences — user-scope keys on GET /api/events, WebSocket clients that are neither admin keys nor
+# staff — get the same events without these fields (see `for_audience`).
+DETAIL_FIELDS = frozenset({"error", "errors", "lastError", "detail"})
+
+
+def _jsonable(data: dict[str, Any], *, json_ready: bool = False) -> dict[str, Any]:
+    """The event's data as stored and sent: JSON types, every string redacted of secrets. One
+    pass over the serialised text (a discovery event holds hundreds of models); parsed again only
+    when something was masked, or when it was not JSON-ready."""
+    text = json.dumps(data, cls=JSONEncoder)
+    clean = redact(text)
+    if clean == text:
+        return data if json_ready else json.loads(text)
+    try:
+        return json.loads(clean)
+    except ValueError:  # a mask landed inside an escape sequence: redact value by value
+        return redact_data(json.loads(text))
+
+
+def for_audience(envelope: dict[str, Any], *, admin: bool) -> dict[str, Any]:
+    """The envelope as this audience may see it: whole for admins, without DETAIL_FIELDS (at the
+    top of `data` and one level down) for anyone else."""
+    data = envelope.get("data")
+    if admin or not isinstance(data, dict):
+        return envelope
+    if not _has_detail(data):
+        return envelope
+    cut = {k: (_strip(v) if isinstance(v, dict) else v) for k, v in data.items() if k not in DETAIL_FIELDS}
+    return {**envelope, "data": cut}
+
+
+def _has_detail(data: dict[str, Any]) -> bool:
+    return any(k in DETAIL_FIELDS or (isinstance(v, dict) and not DETAIL_FIELDS.isdisjoint(v)) for k, v in data.items())
+
+
+def _strip(value: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in value.items() if k not in DETAIL_FIELDS}
 
 
 def publish(event: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -58,7 +98,7 @@ def publish_many(
             RegistryState.objects.get_or_create(pk=1, defaults={"version": 1})
         db_version = RegistryState.objects.values_list("version", flat=True).filter(pk=1).first() or 0
         rows = bulk.insert(Event, [
-            Event(event=name, data=data if json_ready else _jsonable(data), ts=now, version=db_version, origin=ORIGIN)
+            Event(event=name, data=_jsonable(data, json_ready=json_ready), ts=now, version=db_version, origin=ORIGIN)
             for name, data in events
         ])
         last = rows[-1].id

@@ -37,6 +37,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from afmts.logging import sanitize
 from registry.events import publish_many
 from registry.models import AIModel, HealthSample, ModelStatus, Provider, ProviderStatus, QuotaScope
 from registry.selectors import model_instance_representation
@@ -71,7 +72,8 @@ def health_record(samples: list[Sample], *, now: datetime | None = None) -> dict
     if not samples:
         return {"samples": 0, "changed": 0}
     HealthSample.objects.bulk_create([
-        HealthSample(model_id=s.model_pk, ok=s.ok, latency_ms=s.latency_ms, source=s.source, error=s.error[:255], at=s.at or now)
+        HealthSample(model_id=s.model_pk, ok=s.ok, latency_ms=s.latency_ms, source=s.source,
+                     error=sanitize(s.error, 255) if s.error else "", at=s.at or now)
         for s in samples
     ])
     by_model: dict[int, list[Sample]] = defaultdict(list)

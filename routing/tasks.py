@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 from django.conf import settings
 
+from afmts.logging import sanitize
 from registry.models import Agent, AgentStatus
 
 # Task types and the capability a model needs for them; types no model declares fall back to
@@ -139,7 +140,7 @@ async def run_task(task: dict[str, Any], *, principal, agents: list[Agent]) -> T
             try:
                 answer = await call_agent(target, {**task, "id": result.task_id})
             except (httpx.HTTPError, ValueError) as exc:
-                result.attempts.append(Attempt(f"agent:{target.name}", False, f"{type(exc).__name__}: {exc}"[:300],
+                result.attempts.append(Attempt(f"agent:{target.name}", False, sanitize(f"{type(exc).__name__}: {exc}", 300),
                                                (time.perf_counter() - t0) * 1000))
                 continue
             result.attempts.append(Attempt(f"agent:{target.name}", True, ms=(time.perf_counter() - t0) * 1000))

@@ -15,10 +15,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from afmts.errors import Conflict
 from registry import selectors, services
 from registry.api import serializers as s
 from registry.api.pagination import Pagination
 from registry.api.throttles import KeyRateThrottle
+from registry.events import for_audience
 from registry.models import Agent, AgentStatus, AIModel, ApiKey, Event, ModelStatus, ModelType, Provider
 
 ANY = OpenApiTypes.OBJECT
@@ -117,7 +119,10 @@ class ModelFindView(Base):
 
 
 class ModelDetailView(Base):
-    serializer_class = s.ModelFieldsSerializer
+    serializer_class = s.ModelUpdateSerializer
+
+    def get_serializer_class(self):
+        return s.ModelReplaceSerializer if self.request.method == "PUT" else s.ModelUpdateSerializer
 
     def get_object(self) -> AIModel:
         return get_object_or_404(AIModel.objects.select_related("provider"), pk=self.kwargs["pk"])
@@ -126,15 +131,18 @@ class ModelDetailView(Base):
     def get(self, request: Request, pk: int) -> Response:
         return Response(services.model_data(self.get_object()))
 
-    @extend_schema(summary="Update a model (PUT and PATCH both change only the fields sent)", responses=ANY)
+    @extend_schema(summary="Replace a model's editable fields (displayName required; a field not sent takes its default)",
+                   request=s.ModelReplaceSerializer, responses=ANY)
     def put(self, request: Request, pk: int) -> Response:
+        return self.patch(request, pk)
+
+    @extend_schema(summary="Change the fields sent of a model", request=s.ModelUpdateSerializer, responses=ANY)
+    def patch(self, request: Request, pk: int) -> Response:
         model = self.get_object()
-        data = self.get_serializer(data=request.data, partial=True)
+        data = self.get_serializer(data=request.data, partial=request.method == "PATCH")
         data.is_valid(raise_exception=True)
         model = services.model_update(model=model, fields=dict(data.validated_data))
         return Response(services.model_data(model))
-
-    patch = put
 
     @extend_schema(summary="Delete a model", responses={204: None})
     def delete(self, request: Request, pk: int) -> Response:
@@ -181,21 +189,28 @@ class AgentListView(Base):
 class AgentDetailView(Base):
     serializer_class = s.AgentSerializer
 
+    def get_serializer_class(self):
+        return s.AgentReplaceSerializer if self.request.method == "PUT" else s.AgentSerializer
+
     @extend_schema(summary="An agent", responses=ANY)
     def get(self, request: Request, pk: int) -> Response:
         return Response(services.agent_data(get_object_or_404(Agent, pk=pk)))
 
-    @extend_schema(summary="Update an agent (status, capabilities, endpoint, ...)", responses=ANY)
+    @extend_schema(summary="Replace an agent (name required; a field not sent takes its default)",
+                   request=s.AgentReplaceSerializer, responses=ANY)
     def put(self, request: Request, pk: int) -> Response:
+        return self.patch(request, pk)
+
+    @extend_schema(summary="Change the fields sent of an agent (status, capabilities, endpoint, ...)",
+                   request=s.AgentSerializer, responses=ANY)
+    def patch(self, request: Request, pk: int) -> Response:
         agent = get_object_or_404(Agent, pk=pk)
-        data = self.get_serializer(data=request.data, partial=True)
+        data = self.get_serializer(data=request.data, partial=request.method == "PATCH")
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
         if "name" in fields and fields["name"] != agent.name and Agent.objects.filter(name=fields["name"]).exists():
-            raise ValidationError({"name": [f"An agent named '{fields['name']}' exists."]})
+            raise Conflict(f"An agent named '{fields['name']}' exists.")
         return Response(services.agent_data(services.agent_update(agent=agent, fields=fields)))
-
-    patch = put
 
 
 class AgentHeartbeatView(Base):
@@ -272,7 +287,9 @@ class EventListView(Base):
         except ValueError:
             raise ValidationError({"limit": ["A whole number."]}) from None
         rows = list(events.order_by("id")[:limit])
-        return Response({"count": len(rows), "events": [e.envelope() for e in rows]})
+        # Failure detail (upstream words) is for admins: other keys get the events without it.
+        admin = request.user.is_admin
+        return Response({"count": len(rows), "events": [for_audience(e.envelope(), admin=admin) for e in rows]})
 
 
 def key_data(key: ApiKey) -> dict:
@@ -400,8 +417,6 @@ class ProviderListView(Base):
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
         if Provider.objects.filter(slug=fields["slug"]).exists():
-            from afmts.errors import Conflict
-
             raise Conflict(f"Provider '{fields['slug']}' exists.")
         provider = services.provider_create(
             slug=fields.pop("slug"), kind=fields.pop("kind"), base_url=fields.pop("base_url", None),
@@ -429,8 +444,6 @@ class ProviderDetailView(Base):
         if "slug" in fields and fields["slug"] != provider.slug:
             raise ValidationError({"slug": ["A provider's slug cannot change (it is part of its models' ids)."]})
         return Response(services.provider_data(services.provider_update(provider=provider, fields=fields)))
-
-    put = patch
 
     @extend_schema(summary="Remove a provider and its models (admin)", responses={204: None})
     def delete(self, request: Request, pk: int) -> Response:

@@ -14,7 +14,7 @@ import asyncio
 import gc
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -32,7 +32,7 @@ class ProviderConfig:
     slug: str
     kind: str
     base_url: str
-    api_key: str | None
+    api_key: str | None = field(repr=False)  # decrypted: never in a repr, a log line or a traceback
 
 
 @dataclass(frozen=True)
