@@ -82,13 +82,18 @@ PREFIX = f"fb{os.getpid()}"  # request ids of this run: usage rows are counted b
 
 SETUP = """
 import json
+from django.conf import settings
 from registry import services
+# afmts/settings.py does not read AFMTS_FREE_TIERS_FILE from the environment (yet): set it here, for discovery.
+settings.AFMTS_FREE_TIERS_FILE = {tiers!r}
 from registry.tracker import discover
 base = {base!r}
 for slug, path in {providers!r}.items():
     services.provider_create(slug=slug, kind=slug, base_url=base + path, api_key="fake-key")
 _, secret = services.apikey_create(name="faults bench", scope="admin")
 found = {{r.provider: [r.seen, r.error] for r in discover(None)}}
+from registry.models import AIModel
+assert not AIModel.objects.exclude(free_rpm=None).exists(), "the bench's free-tier table was not used"
 print("BENCH_JSON " + json.dumps({{"secret": secret, "discovery": found}}))
 """
 
@@ -418,7 +423,8 @@ class Bench:
         manage = [MAIN_PYTHON, str(ROOT / "manage.py")]
         log("migrating")
         run(manage + ["migrate", "--noinput", "-v", "0"], 600, env=env, cwd=ROOT, what="manage.py migrate")
-        out = run(manage + ["shell", "-c", SETUP.format(base=self.fake_url, providers=PROVIDERS)], 300, env=env,
+        out = run(manage + ["shell", "-c", SETUP.format(base=self.fake_url, providers=PROVIDERS,
+                                                               tiers=env["AFMTS_FREE_TIERS_FILE"])], 300, env=env,
                   cwd=ROOT, what="providers, key and discovery")
         setup = json.loads(next(line for line in out.splitlines() if line.startswith("BENCH_JSON "))[11:])
         self.key = setup["secret"]
