@@ -45,7 +45,8 @@ test: venv
 	else echo "server-mode pass skipped: PostgreSQL/Redis not reachable (CI=true forces it)"; fi
 
 # Background writers that tests drive by hand (key usage, usage records) wait long enough not to run on their own.
-TEST_ENV := AFMTS_KEY_USAGE_FLUSH_SECONDS=3600 AFMTS_USAGE_FLUSH_SECONDS=3600
+# The fake providers play hosted kinds on 127.0.0.1: private upstreams allowed (tests/conftest.py sets it too).
+TEST_ENV := AFMTS_KEY_USAGE_FLUSH_SECONDS=3600 AFMTS_USAGE_FLUSH_SECONDS=3600 AFMTS_ALLOW_PRIVATE_UPSTREAMS=1
 
 test-embedded: venv
 	env -u DATABASE_URL -u REDIS_URL -u CELERY_BROKER_URL $(TEST_ENV) AFMTS_DATA_DIR=$(CURDIR)/data/test-embedded \

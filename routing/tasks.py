@@ -9,6 +9,7 @@ then the router's candidates for the task's capability.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -17,8 +18,11 @@ from typing import Any
 import httpx
 from django.conf import settings
 
+from afmts import urlpolicy
 from afmts.logging import sanitize
 from registry.models import Agent, AgentStatus
+from routing.providers.errors import ProviderError
+from routing.providers.http import max_reply_bytes, policy_transport, read_capped
 
 # Task types and the capability a model needs for them; types no model declares fall back to
 # text-generation (every chat model can summarize or translate).
@@ -88,10 +92,20 @@ def agents_for(kind: str) -> list[Agent]:
 
 
 async def call_agent(agent: Agent, task: dict[str, Any]) -> Any:
-    async with httpx.AsyncClient(timeout=settings.AFMTS_AGENT_CALL_SECONDS, trust_env=False) as client:
-        response = await client.post(agent.endpoint, json=task)
-        response.raise_for_status()
-        return response.json()
+    """POST the task to the agent's endpoint, through the outbound URL policy (an agent is checked
+    as a hosted kind), no redirects, the reply capped. Raises httpx.HTTPError or ValueError (a
+    refused URL is a urlpolicy.Refused, a ValueError)."""
+    urlpolicy.check_url(agent.endpoint, kind=urlpolicy.AGENT)
+    async with httpx.AsyncClient(timeout=settings.AFMTS_AGENT_CALL_SECONDS, trust_env=False,
+                                 transport=policy_transport(urlpolicy.AGENT), follow_redirects=False) as client:
+        async with client.stream("POST", agent.endpoint, json=task) as response:
+            response.raise_for_status()
+            try:
+                body = await read_capped(response.aiter_bytes(), response.headers.get("content-length"),
+                                         max_reply_bytes(), "agent")
+            except ProviderError as exc:
+                raise ValueError(f"agent reply refused: {exc.message}") from None
+        return json.loads(body)
 
 
 async def run_task(task: dict[str, Any], *, principal, agents: list[Agent]) -> TaskResult:

@@ -16,6 +16,11 @@ from registry.models import KeyScope
 from tests.routing.conftest import fake, fake_server  # noqa: F401 - the fake providers, for every test folder
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# The fake providers play hosted kinds (groq, openai, ...) on 127.0.0.1, as an operator's proxy
+# would: the suite allows private upstreams (its subprocesses inherit the variable). The outbound
+# URL policy tests turn it off to prove refusal (tests/registry/test_urlpolicy.py).
+os.environ["AFMTS_ALLOW_PRIVATE_UPSTREAMS"] = "1"
+settings.AFMTS_ALLOW_PRIVATE_UPSTREAMS = True
 
 
 def pytest_report_header(config):
