@@ -13,6 +13,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
+from afmts.bodylimit import BodyLimit  # noqa: E402
 from dashboard.consumers import EventConsumer  # noqa: E402
 from routing.gateway.app import Gateway  # noqa: E402
 
@@ -21,7 +22,7 @@ websocket_routes = [
     path("", EventConsumer.as_asgi()),
 ]
 
-gateway = Gateway(django_app)
+gateway = Gateway(BodyLimit(django_app))  # Django reads whole bodies before middleware: cap them here
 application = ProtocolTypeRouter({
     # /v1/* is the gateway's lean hot path; everything else is Django.
     "http": gateway,

@@ -116,7 +116,7 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
             flat = flatten_errors(detail)
             detail = next(iter(flat.values()))[0] if flat else exc.default_detail
         code = getattr(detail, "code", None) or exc.default_code
-        if isinstance(exc, exceptions.ParseError):
+        if isinstance(exc, exceptions.ParseError) and code == exc.default_code:
             code = "invalid_json"
         body = envelope(str(detail), type=TYPES.get(status_code, "api_error"), code=code)
     return Response(body, status=status_code, headers=headers)

@@ -18,8 +18,8 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from afmts.errors import envelope, error_response
-from registry.api.serializers import CamelInput
+from afmts.errors import Conflict, envelope, error_response
+from registry.api.serializers import CamelInput, Choice, Integer, Price, Slug, Text
 from registry.api.views import Base
 from registry.events import publish
 from registry.models import Agent, Alias
@@ -83,16 +83,15 @@ class StateView(Base):
 
 
 class AliasSerializer(CamelInput, serializers.Serializer):
-    name = serializers.SlugField(max_length=128)
-    models = serializers.ListField(child=serializers.CharField(max_length=320), required=False, source="targets")
-    policy = serializers.ChoiceField(choices=["auto", "free", "cheap", "fast"], required=False, allow_blank=True)
-    capabilities = serializers.ListField(child=serializers.CharField(max_length=64), required=False)
-    minContext = serializers.IntegerField(source="min_context", min_value=1, required=False, allow_null=True)
-    maxPrice = serializers.DecimalField(source="max_price", max_digits=14, decimal_places=6, min_value=0,
-                                        required=False, allow_null=True)
-    excludeProviders = serializers.ListField(child=serializers.SlugField(), source="exclude_providers", required=False)
-    preferProviders = serializers.ListField(child=serializers.SlugField(), source="prefer_providers", required=False)
-    description = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    name = Slug(max_length=128)
+    models = serializers.ListField(child=Text(max_length=320), required=False, source="targets", max_length=50)
+    policy = Choice(choices=["auto", "free", "cheap", "fast"], required=False, allow_blank=True)
+    capabilities = serializers.ListField(child=Text(max_length=64), required=False, max_length=200)
+    minContext = Integer(source="min_context", min_value=1, required=False, allow_null=True)
+    maxPrice = Price(source="max_price", required=False, allow_null=True)
+    excludeProviders = serializers.ListField(child=Slug(max_length=64), source="exclude_providers", required=False, max_length=200)
+    preferProviders = serializers.ListField(child=Slug(max_length=64), source="prefer_providers", required=False, max_length=200)
+    description = Text(max_length=255, required=False, allow_blank=True)
 
     def validate(self, attrs):
         if not attrs.get("targets") and not attrs.get("policy") and not self.partial:
@@ -122,8 +121,6 @@ class AliasListView(Base):
         data = self.get_serializer(data=request.data)
         data.is_valid(raise_exception=True)
         if Alias.objects.filter(name=data.validated_data["name"]).exists():
-            from afmts.errors import Conflict
-
             raise Conflict(f"Alias '{data.validated_data['name']}' exists.")
         with transaction.atomic():
             alias = Alias.objects.create(**data.validated_data)
@@ -139,14 +136,15 @@ class AliasDetailView(Base):
         alias = get_object_or_404(Alias, pk=pk)
         data = self.get_serializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
+        name = data.validated_data.get("name", alias.name)
+        if name != alias.name and Alias.objects.filter(name=name).exists():
+            raise Conflict(f"Alias '{name}' exists.")
         with transaction.atomic():
             for key, value in data.validated_data.items():
                 setattr(alias, key, value)
             alias.save()
             publish("alias_updated", alias_data(alias))
         return Response(alias_data(alias))
-
-    put = patch
 
     @extend_schema(summary="Remove an alias (admin)", responses={204: None})
     def delete(self, request: Request, pk: int) -> Response:
@@ -159,20 +157,20 @@ class AliasDetailView(Base):
 
 
 class TaskSerializer(CamelInput, serializers.Serializer):
-    id = serializers.CharField(max_length=128, required=False)
-    type = serializers.CharField(max_length=64, default="text-generation")
-    description = serializers.CharField(required=False, allow_blank=True, max_length=100_000)
-    input = serializers.CharField(required=False, allow_blank=True, max_length=1_000_000)
-    system = serializers.CharField(required=False, allow_blank=True, max_length=100_000)
-    maxTokens = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False)
-    language = serializers.CharField(required=False, max_length=64)
-    fromLanguage = serializers.CharField(required=False, max_length=64)
-    toLanguage = serializers.CharField(required=False, max_length=64)
-    style = serializers.CharField(required=False, max_length=128)
-    priority = serializers.CharField(required=False, max_length=32)
-    model = serializers.CharField(required=False, max_length=320)
+    id = Text(max_length=128, required=False)
+    type = Text(max_length=64, default="text-generation")
+    description = Text(required=False, allow_blank=True, max_length=100_000)
+    input = Text(required=False, allow_blank=True, max_length=1_000_000)
+    system = Text(required=False, allow_blank=True, max_length=100_000)
+    maxTokens = Integer(min_value=1, max_value=1_000_000, required=False)
+    language = Text(required=False, max_length=64)
+    fromLanguage = Text(required=False, max_length=64)
+    toLanguage = Text(required=False, max_length=64)
+    style = Text(required=False, max_length=128)
+    priority = Text(required=False, max_length=32)
+    model = Text(required=False, max_length=320)
     requirements = serializers.DictField(required=False)
-    fallbacks = serializers.ListField(child=serializers.CharField(max_length=320), required=False, max_length=20)
+    fallbacks = serializers.ListField(child=Text(max_length=320), required=False, max_length=20)
 
     def validate(self, attrs):
         if not attrs.get("input") and not attrs.get("description"):

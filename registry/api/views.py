@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 from afmts.errors import Conflict
 from registry import selectors, services
 from registry.api import serializers as s
-from registry.api.pagination import Pagination
+from registry.api.pagination import Pagination, positive_int
 from registry.api.throttles import KeyRateThrottle
 from registry.events import for_audience
 from registry.models import Agent, AgentStatus, AIModel, ApiKey, Event, ModelStatus, ModelType, Provider
@@ -55,6 +55,7 @@ class ModelListView(Base):
     pagination_class = Pagination
 
     @extend_schema(
+        operation_id="models_list",
         summary="List models",
         parameters=[
             OpenApiParameter("type", str, enum=ModelType.values),
@@ -176,7 +177,7 @@ class AgentRegisterView(Base):
 class AgentListView(Base):
     pagination_class = Pagination
 
-    @extend_schema(summary="List agents", parameters=[OpenApiParameter("status", str, enum=AgentStatus.values)], responses=ANY)
+    @extend_schema(operation_id="agents_list", summary="List agents", parameters=[OpenApiParameter("status", str, enum=AgentStatus.values)], responses=ANY)
     def get(self, request: Request) -> Response:
         agents = Agent.objects.all()
         wanted = _choice_param(request, "status", AgentStatus.values)
@@ -282,10 +283,7 @@ class EventListView(Base):
                     raise ValidationError({"since": ["An event id or an ISO 8601 time."]}) from None
         if request.query_params.get("event"):
             events = events.filter(event=request.query_params["event"])
-        try:
-            limit = min(max(int(request.query_params.get("limit", 100)), 1), 1000)
-        except ValueError:
-            raise ValidationError({"limit": ["A whole number."]}) from None
+        limit = positive_int(request, "limit", 1000) or 100
         rows = list(events.order_by("id")[:limit])
         # Failure detail (upstream words) is for admins: other keys get the events without it.
         admin = request.user.is_admin
@@ -407,7 +405,7 @@ class ProviderListView(Base):
     serializer_class = s.ProviderSerializer
     admin_only = True
 
-    @extend_schema(summary="Providers (admin): one account at one upstream each", responses=ANY)
+    @extend_schema(operation_id="providers_list", summary="Providers (admin): one account at one upstream each", responses=ANY)
     def get(self, request: Request) -> Response:
         return Response({"providers": [services.provider_data(p) for p in Provider.objects.all()]})
 

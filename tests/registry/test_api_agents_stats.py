@@ -33,7 +33,7 @@ def test_re_registering_the_same_agent_updates_it(admin_api):
 def test_list_and_filter_agents(admin_api, user_api):
     admin_api.post("/api/agents/register", SEED_AGENT, format="json")
     b = admin_api.post("/api/agents/register", {"name": "b"}, format="json").json()
-    admin_api.put(f"/api/agents/{b['id']}", {"status": "offline"}, format="json")
+    admin_api.patch(f"/api/agents/{b['id']}", {"status": "offline"}, format="json")
 
     assert user_api.get("/api/agents").json()["count"] == 2
     assert [a["name"] for a in user_api.get("/api/agents?status=offline").json()["results"]] == ["b"]
@@ -42,7 +42,7 @@ def test_list_and_filter_agents(admin_api, user_api):
 def test_status_change_publishes_connect_and_disconnect(admin_api):
     agent = admin_api.post("/api/agents/register", SEED_AGENT, format="json").json()
 
-    admin_api.put(f"/api/agents/{agent['id']}", {"status": "offline"}, format="json")
+    admin_api.patch(f"/api/agents/{agent['id']}", {"status": "offline"}, format="json")
     admin_api.post(f"/api/agents/{agent['id']}/heartbeat")
 
     names = list(Event.objects.filter(event__startswith="agent").values_list("event", flat=True))

@@ -265,9 +265,10 @@ def test_get_update_and_delete_a_model(admin_api, make_model):
     assert patched.status_code == 200
     assert patched.json()["priority"] == 5 and patched.json()["tags"] == ["prod"]
 
-    put = admin_api.put(f"/api/models/{model.id}", {"status": "degraded", "contextWindow": 128000}, format="json")
+    put = admin_api.put(f"/api/models/{model.id}", {"displayName": "GPT-4o", "status": "degraded", "contextWindow": 128000},
+                        format="json")
     assert put.json()["status"] == "degraded" and put.json()["contextWindow"] == 128000
-    assert put.json()["tags"] == ["prod"]  # PUT changes only the fields sent
+    assert put.json()["tags"] == [] and put.json()["priority"] == 0  # PUT replaces: fields not sent take defaults
 
     assert admin_api.delete(f"/api/models/{model.id}").status_code == 204
     assert admin_api.get(f"/api/models/{model.id}").status_code == 404
