@@ -27,6 +27,12 @@ if env_file.exists():
 DATA_DIR = Path(env("AFMTS_DATA_DIR", default=str(BASE_DIR / "data")))
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 
+# Prometheus series of every process (web workers, Celery workers) go to files in this folder and
+# /metrics sums them (afmts/metrics.py). Set here, before prometheus_client is first imported.
+AFMTS_METRICS_DIR = Path(env("AFMTS_METRICS_DIR", default=str(DATA_DIR / "metrics")))
+AFMTS_METRICS_DIR.mkdir(parents=True, exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(AFMTS_METRICS_DIR)
+
 REDIS_URL = env("REDIS_URL", default="")
 SERVER_MODE = bool(env("DATABASE_URL", default="") or REDIS_URL)
 MODE = "server" if SERVER_MODE else "embedded"

@@ -47,6 +47,9 @@ from typing import Any
 import orjson
 from django.conf import settings
 
+from afmts.metrics import usage_dropped
+from analytics.metrics import count_money, observe_usage
+
 log = logging.getLogger(__name__)
 
 MILLION = Decimal(1_000_000)
@@ -155,7 +158,7 @@ class Recorder:
         self._retry_at = 0.0
         self._spill_seen = True  # files left by an earlier run are replayed after the first good write
         self._database = ""
-        self.dropped = 0
+        self._dropped = 0
         self.spilled = 0
 
     # ------------------------------------------------------------ request path
@@ -171,7 +174,19 @@ class Recorder:
     def take(self) -> list[Outcome]:
         with self._lock:
             batch, self._buffer = self._buffer, []
+        if batch:  # every record passes here once per process: Prometheus counts it here, off the request path
+            observe_usage(batch)
         return batch
+
+    @property
+    def dropped(self) -> int:
+        return self._dropped
+
+    @dropped.setter
+    def dropped(self, value: int) -> None:
+        if value > getattr(self, "_dropped", 0):
+            usage_dropped.inc(value - self._dropped)
+        self._dropped = value
 
     # ------------------------------------------------------------ the writer
 
@@ -490,6 +505,7 @@ def write(batch: list[Outcome]) -> int:
     rows = []
     references: dict[int, Any] = {}
     views: dict[str, Any] = {}
+    priced: dict[str, tuple[Decimal | None, Decimal | None]] = {}
     for o in batch:
         view = snap.by_pk.get(o.model_pk) if o.model_pk else None
         cost = ref_cost = None
@@ -503,6 +519,7 @@ def write(batch: list[Outcome]) -> int:
                 ref_id = ref.public_id
                 ref_cost = _cost(o.tokens_in, o.tokens_out, ref.input_price, ref.output_price)
         views[o.uid] = view
+        priced[o.uid] = (cost, ref_cost)
         rows.append((
             o.uid, adapt_ts(datetime.fromtimestamp(o.ts, tz=UTC)), o.request_id[:64], o.key_id, o.key_name[:128],
             o.endpoint[:32], o.requested_model[:320], view.pk if view else None, o.public_id[:320], o.provider[:64],
@@ -513,6 +530,7 @@ def write(batch: list[Outcome]) -> int:
     with transaction.atomic():
         new = insert_rows(rows)
     fresh = [o for o in batch if o.uid in new]
+    count_money(fresh, priced)
     if fresh:
         try:
             _side_effects(fresh, views, snap)

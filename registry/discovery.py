@@ -31,6 +31,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from afmts.logging import sanitize
+from afmts.metrics import observe_discovery
 from registry import bulk
 from registry.events import publish_many
 from registry.models import AIModel, HealthSample, ModelChange, ModelStatus, ModelType, Provider, ProviderStatus, Source
@@ -357,6 +358,7 @@ async def run_cycle(providers: list[Provider], list_models: ListFn, *, timeout: 
         else:
             result = await apply(provider.pk, listing)
         result.seconds = time.perf_counter() - started
+        observe_discovery(provider.slug, result.seconds, bool(result.error))
         return result
 
     return list(await asyncio.gather(*(one(p) for p in providers)))

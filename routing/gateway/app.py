@@ -22,6 +22,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 
+from analytics.metrics import count_refused
 from analytics.recorder import Outcome, recorder, request_id_for
 from registry import auth
 from routing.gateway import anthropic, validate
@@ -196,6 +197,9 @@ class Gateway:
             await handler(scope, receive, sent, headers=headers, principal=principal, request_id=request_id,
                           started=started)
         except GatewayError as exc:
+            call = current_call.get()
+            if call is None or call.request_id != request_id or not call.recorded:
+                count_refused(path, exc.status, exc.code or exc.type)  # refused before it became a usage record
             if not sent.started:
                 await send_json(send, exc.status, render(exc), {**exc.headers, "x-request-id": request_id})
         except ClientGone:

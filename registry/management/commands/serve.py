@@ -17,6 +17,8 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from afmts.metrics import clean_dead
+
 
 def web_command(host: str, port: int, workers: int = 1) -> list[str]:
     """The ASGI server: uvicorn with uvloop and httptools, the measured choice (README, "Gateway
@@ -54,6 +56,7 @@ class Command(BaseCommand):
     def handle(self, *args, host, port, no_worker, concurrency, workers, **options):
         if workers < 1:
             raise CommandError("--workers must be at least 1")
+        clean_dead()  # Prometheus files of earlier runs: this service's counts start at zero
         commands: dict[str, list[str]] = {}
         for name, argv in self.extra_processes():
             commands[name] = argv
