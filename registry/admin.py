@@ -7,6 +7,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
 
+from afmts import urlpolicy
 from registry import services
 from registry.events import publish
 from registry.models import Agent, AIModel, Alias, ApiKey, Event, Provider, Source
@@ -49,6 +50,14 @@ class ProviderForm(forms.ModelForm):
     class Meta:
         model = Provider
         fields = "__all__"
+
+    def clean(self):
+        data = super().clean()
+        url, kind = data.get("base_url"), data.get("kind") or getattr(self.instance, "kind", None)
+        refusal = urlpolicy.message_for(url, kind=kind or "unknown") if url else None
+        if refusal:
+            self.add_error("base_url", refusal)
+        return data
 
     def save(self, commit=True):
         provider = super().save(commit=False)
@@ -125,8 +134,22 @@ class AIModelAdmin(PublishingAdmin):
         self._set_disabled(request, queryset, False)
 
 
+class AgentForm(forms.ModelForm):
+    class Meta:
+        model = Agent
+        fields = "__all__"
+
+    def clean_endpoint(self):
+        url = self.cleaned_data.get("endpoint")
+        refusal = urlpolicy.message_for(url, kind=urlpolicy.AGENT) if url else None
+        if refusal:
+            raise forms.ValidationError(refusal)
+        return url
+
+
 @admin.register(Agent)
 class AgentAdmin(PublishingAdmin):
+    form = AgentForm
     created_event, updated_event, deleted_event = "agent_connected", "agent_updated", "agent_deleted"
     list_display = ("name", "type", "status", "endpoint", "last_heartbeat", "updated_at")
     list_filter = ("status", "type")

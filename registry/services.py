@@ -10,7 +10,9 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
+from rest_framework.exceptions import ValidationError
 
+from afmts import urlpolicy
 from afmts.errors import Conflict
 from registry.events import publish
 from registry.models import (
@@ -29,6 +31,17 @@ KEY_PREFIX = "afmts_"
 
 
 # ------------------------------------------------------------------ providers
+
+
+def outbound_url(url: str, *, kind: str, field: str) -> str:
+    """`url` if the outbound URL policy's syntactic check passes for `kind`, else a 400 naming
+    `field` and the rule. Every writer of a URL AFMTS calls passes here; the REST serializers, admin
+    forms and register_provider also resolve the name, and the connect-time check is the real guard."""
+    try:
+        urlpolicy.check_url(url, kind=kind)
+    except urlpolicy.Refused as exc:
+        raise ValidationError({field: [urlpolicy.message(exc)]}, code="url_policy") from None
+    return url
 
 
 def provider_data(provider: Provider) -> dict[str, Any]:
@@ -62,7 +75,7 @@ def provider_update(*, provider: Provider, fields: dict[str, Any]) -> Provider:
     if "api_key" in fields:
         provider.api_key = fields.pop("api_key") or None
     if "base_url" in fields:
-        fields["base_url"] = fields["base_url"].rstrip("/")
+        fields["base_url"] = outbound_url(fields["base_url"].rstrip("/"), kind=provider.kind, field="baseUrl")
     for name, value in fields.items():
         setattr(provider, name, value)
     provider.save()
@@ -84,7 +97,8 @@ def provider_create(
     adapter = adapter_class(kind)
     provider = Provider(
         slug=slugify(slug), kind=kind, name=name or adapter.label,
-        base_url=(base_url or adapter.default_base_url).rstrip("/"), is_demo=is_demo, **fields,
+        base_url=outbound_url((base_url or adapter.default_base_url).rstrip("/"), kind=kind, field="baseUrl"),
+        is_demo=is_demo, **fields,
     )
     provider.api_key = api_key
     with transaction.atomic():
@@ -110,6 +124,8 @@ def model_register(
     provider and model id is a conflict unless `upsert`."""
     provider = Provider.objects.select_for_update().filter(slug=provider_slug).first()
     if provider is None:
+        if endpoint:
+            outbound_url(endpoint, kind=provider_kind or provider_slug, field="endpoint")
         provider = provider_create(
             slug=provider_slug, kind=provider_kind or provider_slug, base_url=endpoint, api_key=api_key
         )
@@ -194,6 +210,8 @@ def agent_data(agent: Agent) -> dict[str, Any]:
 @transaction.atomic
 def agent_register(*, name: str, fields: dict[str, Any]) -> tuple[Agent, bool]:
     """Register an agent, or re-register one that restarted (same name): it is online again."""
+    if fields.get("endpoint"):
+        outbound_url(fields["endpoint"], kind=urlpolicy.AGENT, field="endpoint")
     agent, created = Agent.objects.select_for_update().get_or_create(name=name, defaults=fields)
     if not created:
         for key, value in fields.items():
@@ -207,6 +225,8 @@ def agent_register(*, name: str, fields: dict[str, Any]) -> tuple[Agent, bool]:
 
 @transaction.atomic
 def agent_update(*, agent: Agent, fields: dict[str, Any]) -> Agent:
+    if fields.get("endpoint"):
+        outbound_url(fields["endpoint"], kind=urlpolicy.AGENT, field="endpoint")
     was = agent.status
     for key, value in fields.items():
         setattr(agent, key, value)

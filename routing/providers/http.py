@@ -100,6 +100,7 @@ class PolicyConnector(aiohttp.TCPConnector):
         self.kind = kind
 
     async def _resolve_host(self, host: str, port: int, traces: Any = None) -> list[Any]:
+        urlpolicy.check_host(host)  # metadata names are refused before they are looked up
         hosts = await super()._resolve_host(host, port, traces=traces)
         urlpolicy.check_connect(host, port, [h["host"] for h in hosts], kind=self.kind)
         return hosts
@@ -116,6 +117,7 @@ class PolicyBackend(httpcore.AsyncNetworkBackend):
     async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                           local_address: str | None = None, socket_options: Iterable[Any] | None = None,
                           ) -> httpcore.AsyncNetworkStream:
+        urlpolicy.check_host(host)
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout):
@@ -175,10 +177,19 @@ async def read_capped(chunks: AsyncIterator[bytes], declared: str | None, cap: i
 async def lines_capped(chunks: AsyncIterator[bytes], cap: int, kind: str) -> AsyncIterator[bytes]:
     """Pass a stream through, refusing it when one line (an SSE event's line, an NDJSON object)
     passes `cap` bytes: the decoders buffer a line until its end."""
-    run = 0
+    run = 0  # bytes of the line still open at the end of the last chunk
     async for data in chunks:
         end = max(data.rfind(b"\n"), data.rfind(b"\r"))
-        run = len(data) - end - 1 if end >= 0 else run + len(data)
+        if end < 0:
+            run += len(data)
+        else:
+            # Only a chunk longer than the cap can hold a whole over-long line; a shorter one can
+            # only extend the open line, up to its first line end.
+            first = min(i for i in (data.find(b"\n"), data.find(b"\r")) if i >= 0)
+            lines = (data[:end].splitlines() or [b""]) if len(data) > cap else [data[:first]]
+            if run + len(lines[0]) > cap or any(len(line) > cap for line in lines[1:]):
+                raise ReplyTooLarge(f"a stream line is over the {cap}-byte cap", provider=kind)
+            run = len(data) - end - 1
         if run > cap:
             raise ReplyTooLarge(f"a stream line is over the {cap}-byte cap", provider=kind)
         yield data

@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from afmts import urlpolicy
 from registry.models import Provider
 from registry.services import provider_create, provider_update
 from routing.providers import ADAPTERS
@@ -20,6 +21,9 @@ class Command(BaseCommand):
         provider = Provider.objects.filter(slug=slug).first()
         if provider and provider.kind != kind:
             raise CommandError(f"Provider '{slug}' exists with kind {provider.kind}; pass --slug.")
+        refusal = urlpolicy.message_for(base_url, kind=kind) if base_url else None
+        if refusal:
+            raise CommandError(f"--base-url: {refusal}")
         if provider:
             fields = {}
             if key:
