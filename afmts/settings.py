@@ -125,6 +125,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+    "audit",
             ],
         },
     },
@@ -142,6 +143,8 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     # the write lock up front, so concurrent writers wait on busy_timeout instead of failing.
     _db["OPTIONS"] = {
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000;",
+    # Who wrote what through the API and admin, and API key use (audit/): after authentication.
+    "audit.middleware.AuditMiddleware",
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }

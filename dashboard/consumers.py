@@ -14,6 +14,8 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from audit.models import Source
+from audit.service import note_scope as note_key_use
 from dashboard import relay
 from registry.auth import Principal, principal_for_secret
 from registry.events import GROUP, for_audience
@@ -41,6 +43,8 @@ class EventConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=4401)
             return
         self.admin = principal.is_admin
+        headers = {k.decode().lower(): v.decode() for k, v in self.scope.get("headers", [])}
+        note_key_use(principal, self.scope, headers, source=Source.WEBSOCKET)
         await self.channel_layer.group_add(GROUP, self.channel_name)
         await relay.client_joined()
         self.joined = True

@@ -9,7 +9,8 @@ Scenarios (failures on demand), chosen per request, first match wins:
    "count": 2, "params": {"retry_after": 7}}` (provider "*" = any).
 Scenarios: ok, auth, not_found, rate_limit (`retry_after`; `remaining=keep` leaves the quota headers
 unzeroed), context_too_long, payment, server_error, unavailable,
-overloaded (Anthropic 529), hang (never answers within `seconds`), slow_first_byte (`seconds` before the
+overloaded (Anthropic 529), echo_key (an error quoting the presented key: `status` 401 by default,
+a 5xx quotes the Authorization header, another 4xx repeats the key in its complaint), hang (never answers within `seconds`), slow_first_byte (`seconds` before the
 first byte), cut (the stream, or the body, stops midway), malformed (invalid JSON), midstream_error.
 `POST /_control/listing {"provider", "add": [entries], "remove": [ids], "patch": {id: {fields}}}`
 changes a provider's listing. Other controls: `POST /_control/quota {"provider", "remaining_requests", "remaining_tokens"}` pins the
@@ -312,6 +313,13 @@ class FakeProviders:
                         headers[name] = "0"
         return web.json_response(body, status=status, headers=headers)
 
+    def _echo_key(self, provider: str, request: web.Request, scenario: Scenario) -> web.Response:
+        authorization = request.headers.get("authorization") or ""
+        presented = (request.headers.get("x-api-key") or request.headers.get("x-goog-api-key")
+                     or request.query.get("key") or authorization.partition(" ")[2] or "")
+        status, body = wire.echo_key_error(provider, int(scenario.num("status", 401)), presented, authorization)
+        return web.json_response(body, status=status)
+
     async def _prelude(self, provider: str, request: web.Request, model: str, scenario: Scenario,
                        entry: dict, public: bool = False) -> web.StreamResponse | None:
         """The failures that happen before any reply is written; None means go on."""
@@ -324,6 +332,8 @@ class FakeProviders:
             assert request.transport is not None
             request.transport.close()  # a provider that is down: the connection ends without a reply
             return web.Response(status=503)
+        if scenario.name == "echo_key":
+            return self._echo_key(provider, request, scenario)
         if (not public and not self._authorized(provider, request)) or scenario.name == "auth":
             return self._error(provider, "auth", model, scenario)
         kinds = {"rate_limit": "rate_limit", "not_found": "not_found", "context_too_long": "context_too_long",

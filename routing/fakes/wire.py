@@ -492,3 +492,26 @@ def ollama_error(kind: str, model: str) -> tuple[int, dict]:
              "server_error": (500, "llama runner process has terminated: exit status 2")}
     status, message = table.get(kind, table["server_error"])
     return status, {"error": message}
+
+
+# ------------------------------------------------------------------------------ key-echoing upstreams
+def echo_key_error(provider: str, status: int, presented: str, authorization: str) -> tuple[int, dict]:
+    """An upstream that quotes the credential it was sent (scenario `echo_key`): OpenAI's 401 names the
+    key ("Incorrect API key provided: sk-..."), some gateways' 5xx quote the request's headers, and a
+    400 may repeat the key in its complaint. Shaped like each family's error body."""
+    if status in (401, 403):
+        message = f"Incorrect API key provided: {presented}. You can find your API key at https://example.test/keys."
+    elif status >= 500:
+        message = f"Upstream failure while handling request; headers: Authorization: {authorization}; x-key={presented}"
+    else:
+        message = f"Invalid request for key {presented}: 'messages' is malformed (Authorization: {authorization})"
+    if provider == "anthropic":
+        etype = {401: "authentication_error", 403: "permission_error"}.get(status, "api_error" if status >= 500
+                                                                          else "invalid_request_error")
+        return status, {"type": "error", "error": {"type": etype, "message": message}}
+    if provider == "gemini":
+        return status, {"error": {"code": status, "message": message, "status": "INVALID_ARGUMENT"}}
+    if provider == "ollama":
+        return status, {"error": message}
+    code = "invalid_api_key" if status in (401, 403) else None
+    return status, {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}

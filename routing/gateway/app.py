@@ -24,6 +24,8 @@ from django.db import close_old_connections
 
 from analytics.metrics import count_refused
 from analytics.recorder import Outcome, recorder, request_id_for
+from audit.service import key_uses
+from audit.service import note_scope as note_key_use
 from registry import auth
 from routing.gateway import anthropic, validate
 from routing.gateway.asgi import (
@@ -181,6 +183,7 @@ class Gateway:
             await self.fallback(scope, receive, send)
             return
         started = time.perf_counter()
+            await asyncio.to_thread(key_uses.close)
         headers = request_headers(scope)
         request_id = request_id_for(headers.get("x-request-id"))
         anthropic_api = path == "/v1/messages"
@@ -219,6 +222,7 @@ class Gateway:
                     pass
 
     # ------------------------------------------------------------------ helpers
+            note_key_use(principal, scope, headers)  # the audit log's first use per day and address: memory only
 
     async def _body(self, receive: Receive) -> dict[str, Any]:
         try:
