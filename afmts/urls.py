@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from afmts import errors
 from afmts.health import health
@@ -11,7 +12,11 @@ urlpatterns = [
     path("health", health, name="health"),
     path("metrics", metrics, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    # The split view serves its script from a URL, so the page needs no inline script (CSP).
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="docs"),
+    # Optional JWT for Django users, beside API keys (README "Security").
+    path("api/auth/token/", TokenObtainPairView.as_view(), name="token-obtain"),
+    path("api/auth/token/refresh/", TokenRefreshView.as_view(), name="token-refresh"),
     path("api/", include("registry.api.urls")),
     # Async (a long task waits on the event loop); routing.urls' TaskRouteView, behind it, documents it.
     path("api/tasks/route", task_route, name="task-route"),

@@ -9,6 +9,9 @@ While the database cannot be read it serves the last answer this process had for
 already using the gateway keep working through an outage; a key never seen before gets
 `KeyStoreUnavailable` (a 503). The price: a key revoked by another process just before an outage
 works here until the database is back.
+
+Django users may instead send a JWT from /api/auth/token/ (djangorestframework-simplejwt): the REST
+API reads the user on each request, the gateway only checks the token (`principal_for_jwt`).
 """
 
 from __future__ import annotations
@@ -22,8 +25,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import close_old_connections
 from rest_framework import authentication, exceptions, permissions
+from rest_framework_simplejwt import serializers as jwt_serializers
+from rest_framework_simplejwt.authentication import JWTAuthentication
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.tokens import AccessToken
 
 from registry import version
 from registry.models import ApiKey, KeyScope
@@ -191,7 +200,7 @@ os.register_at_fork(after_in_child=usage._after_fork)
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     def authenticate(self, request):
         secret = secret_from_headers(request.headers)
-        if secret is None:
+        if secret is None or looks_like_jwt(secret):
             return None
         principal = principal_for_secret(secret)
         if principal is None:
@@ -200,6 +209,74 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="afmts"'
+
+
+# ---------------------------------------------------------------- JWT for Django users (optional)
+# POST /api/auth/token/ {"username", "password"} -> {"access", "refresh"}; the access token is sent as
+# `Authorization: Bearer <access>` like a key. Staff users act with admin scope, others with user scope.
+
+
+def looks_like_jwt(secret: str) -> bool:
+    """API keys start with `afmts_`; a JWT is three base64url parts, the first a JSON object."""
+    return secret.startswith("eyJ") and secret.count(".") == 2
+
+
+def _scope_of(user) -> str:
+    return KeyScope.ADMIN if user.is_staff else KeyScope.USER
+
+
+def principal_for_jwt(token: str) -> Principal | None:
+    """The principal of a valid access token (signature, expiry and type checked; no query): what
+    the gateway accepts. A user disabled or demoted keeps the token's scope until it expires
+    (SIMPLE_JWT ACCESS_TOKEN_LIFETIME); the REST API reads the user on every request instead."""
+    try:
+        access = AccessToken(token)
+    except TokenError:
+        return None
+    scope, name = access.get("scope"), access.get("name")
+    if scope not in (KeyScope.ADMIN, KeyScope.USER) or not isinstance(name, str) or not name:
+        return None
+    return Principal(None, name, scope)
+
+
+class TokenObtainSerializer(jwt_serializers.TokenObtainPairSerializer):
+    """simplejwt's pair, with the caller's name and scope as claims (read by the gateway)."""
+
+    @classmethod
+    def get_token(cls, user):
+        token = super().get_token(user)
+        token["name"] = user.get_username()
+        token["scope"] = _scope_of(user)
+        return token
+
+
+class TokenRefreshSerializer(jwt_serializers.TokenRefreshSerializer):
+    """A new access token with the user's current name and scope; a deleted or inactive user gets
+    401 (simplejwt's own refresh raises a 500 for a deleted one)."""
+
+    def validate(self, attrs):
+        refresh = self.token_class(attrs["refresh"])
+        user_id = refresh.payload.get(jwt_settings.USER_ID_CLAIM)
+        user = get_user_model().objects.filter(**{jwt_settings.USER_ID_FIELD: user_id}).first() if user_id else None
+        if user is None or not jwt_settings.USER_AUTHENTICATION_RULE(user):
+            raise exceptions.AuthenticationFailed(self.error_messages["no_active_account"], "no_active_account")
+        access = refresh.access_token
+        access["name"] = user.get_username()
+        access["scope"] = _scope_of(user)
+        return {"access": str(access)}
+
+
+class JwtAuthentication(JWTAuthentication):
+    """A Bearer JWT of an active Django user, as a Principal (admin scope for staff). Anything that
+    does not look like a JWT is left to ApiKeyAuthentication."""
+
+    def authenticate(self, request):
+        secret = secret_from_headers(request.headers)
+        if secret is None or not looks_like_jwt(secret):
+            return None
+        token = self.get_validated_token(secret.encode())
+        user = self.get_user(token)
+        return Principal(None, user.get_username(), _scope_of(user)), token
 
 
 class StaffSessionAuthentication(authentication.SessionAuthentication):

@@ -46,8 +46,19 @@ async def read_body(receive: Receive, limit: int) -> bytes:
             return b"".join(chunks)
 
 
+# On every gateway response, as Django's SecurityMiddleware and afmts.middleware send them on pages: the
+# replies are JSON or event streams, never to be sniffed, framed or run as a page.
+SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+)
+
+
 def _headers(content_type: bytes, extra: dict[str, str] | None) -> list[tuple[bytes, bytes]]:
-    out = [(b"content-type", content_type)]
+    out = [(b"content-type", content_type), *SECURITY_HEADERS]
     for name, value in (extra or {}).items():
         out.append((name.encode("latin-1"), str(value).encode("latin-1")))
     return out
