@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import environ
 from cryptography.fernet import Fernet
+
+from afmts.security import private_data_dir
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -25,7 +28,9 @@ if env_file.exists():
     environ.Env.read_env(str(env_file))
 
 DATA_DIR = Path(env("AFMTS_DATA_DIR", default=str(BASE_DIR / "data")))
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+# Sessions, keys and usage live here: the folder is 0700 and what this process creates 0600/0700
+# (AFMTS_UMASK, octal), set before anything opens a file.
+private_data_dir(DATA_DIR, int(env("AFMTS_UMASK", default="077"), 8))
 
 # Prometheus series of every process (web workers, Celery workers) go to files in this folder and
 # /metrics sums them (afmts/metrics.py). Set here, before prometheus_client is first imported.
@@ -85,6 +90,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "corsheaders",
+    "axes",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -100,8 +107,12 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
-    "afmts.middleware.BodySizeLimitMiddleware",
+    # Outermost, so every answer below (413, 429, static files) carries the headers and CORS.
     "django.middleware.security.SecurityMiddleware",
+    "afmts.middleware.SecurityHeadersMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "afmts.middleware.BodySizeLimitMiddleware",
+    "afmts.middleware.ClientLimitsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -109,6 +120,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",
     # Who wrote what through the API and admin, and API key use (audit/): after authentication.
     "audit.middleware.AuditMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
@@ -128,7 +140,6 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-    "audit",
             ],
         },
     },
@@ -146,8 +157,6 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     # the write lock up front, so concurrent writers wait on busy_timeout instead of failing.
     _db["OPTIONS"] = {
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000;",
-    # Who wrote what through the API and admin, and API key use (audit/): after authentication.
-    "audit.middleware.AuditMiddleware",
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
@@ -196,11 +205,85 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
 
+# ---------------------------------------------------------------- security (README "Security")
+# Requests a minute per API key (or JWT user) that sets no limit of its own; a key's own
+# rateLimitPerMinute wins, 0 = unlimited. REST and gateway count on one counter (routing.limits).
+AFMTS_DEFAULT_KEY_RATE_PER_MINUTE = env.int("AFMTS_DEFAULT_KEY_RATE_PER_MINUTE", default=600)
+# Per client address: failed authentications a minute before 429 on every authenticated request and
+# login (REST, gateway, admin, token endpoint); requests a minute to anonymous endpoints (/health,
+# /metrics, /api/schema/, /api/docs/, the login pages). 0 = no limit.
+AFMTS_AUTH_FAILURES_PER_MINUTE = env.int("AFMTS_AUTH_FAILURES_PER_MINUTE", default=20)
+AFMTS_ANON_RATE_PER_MINUTE = env.int("AFMTS_ANON_RATE_PER_MINUTE", default=300)
+# Proxies (addresses or CIDRs, e.g. nginx) whose X-Forwarded-For names the client; without them the
+# connecting address is the client, and X-Forwarded-For is ignored.
+AFMTS_TRUSTED_PROXIES = env.list("AFMTS_TRUSTED_PROXIES", default=[])
+
+# Admin login lockout (django-axes): AXES_FAILURE_LIMIT wrong passwords for one username from one
+# address lock that pair out for AXES_COOLOFF_MINUTES (429 with Retry-After); a success resets.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "routing.limits.request_ip"
+AXES_LOCKOUT_CALLABLE = "afmts.security.lockout_response"
+
+# CORS: only these origins (comma-separated scheme://host[:port]) may call /api/* and /v1/* from a
+# browser; preflights are answered on both (the gateway's in afmts/asgi.py). No cookies cross.
+CORS_ALLOWED_ORIGINS = env.list("CORS_ORIGINS", default=[])
+CORS_URLS_REGEX = r"^/(api|v1)/.*$"
+CORS_ALLOW_HEADERS = ("accept", "authorization", "content-type", "x-api-key", "x-request-id", "x-afmts-policy")
+CORS_EXPOSE_HEADERS = ("retry-after", "x-request-id")
+CORS_PREFLIGHT_MAX_AGE = 600
+
+# Headers: SecurityMiddleware sends nosniff, Referrer-Policy and Cross-Origin-Opener-Policy,
+# XFrameOptionsMiddleware X-Frame-Options; this CSP (afmts.middleware) suits admin and Swagger UI.
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+AFMTS_CSP = env("AFMTS_CSP", default=(
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "font-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+    "frame-ancestors 'none'"
+))
+# Behind TLS (AFMTS_HTTPS=1, DEBUG off): HSTS, redirect to https and secure cookies, each overridable.
+# Off by default so `make run` on http://127.0.0.1 works. /health and /metrics are never redirected
+# (probes inside the network speak plain HTTP).
+AFMTS_HTTPS = env.bool("AFMTS_HTTPS", default=False) and not DEBUG
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=AFMTS_HTTPS)
+SECURE_REDIRECT_EXEMPT = [r"^health$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if AFMTS_HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=AFMTS_HTTPS)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=AFMTS_HTTPS)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=AFMTS_HTTPS)
+# Set when a proxy that terminates TLS sets X-Forwarded-Proto (and strips a client's own).
+if env.bool("SECURE_PROXY_SSL_HEADER", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Static files are public: collected world-readable whatever AFMTS_UMASK says (another user, such as
+# the image's runtime user or nginx, may serve them).
+FILE_UPLOAD_PERMISSIONS = 0o644
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o755
+
+# Optional JWT for Django users (POST /api/auth/token/, /api/auth/token/refresh/), beside API keys:
+# staff users get admin scope, others user scope. HS256 with SECRET_KEY.
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env.int("AFMTS_JWT_ACCESS_MINUTES", default=15)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(hours=env.int("AFMTS_JWT_REFRESH_HOURS", default=24)),
+    "ALGORITHM": "HS256",
+    "TOKEN_OBTAIN_SERIALIZER": "registry.auth.TokenObtainSerializer",
+    "TOKEN_REFRESH_SERIALIZER": "registry.auth.TokenRefreshSerializer",
+}
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "registry.auth.ApiKeyAuthentication",
+        "registry.auth.JwtAuthentication",
         "registry.auth.StaffSessionAuthentication",
     ],
+    # One per-key counter with the gateway (routing.limits).
+    "DEFAULT_THROTTLE_CLASSES": ["routing.limits.KeyRateThrottle"],
     "DEFAULT_PERMISSION_CLASSES": ["registry.auth.AdminWritesKeyReads"],
     "DEFAULT_PARSER_CLASSES": ["afmts.parsers.LimitedJSONParser", "afmts.parsers.AnyAsJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
@@ -341,7 +424,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "filters": {"secrets": {"()": "afmts.logging.RedactSecrets"}},
+    "filters": {"secrets": {"()": "afmts.logging.RedactSecrets"}, "one_line": {"()": "afmts.security.OneLine"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["secrets"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
@@ -353,5 +436,8 @@ LOGGING = {
         "uvicorn.error": {"level": LOG_LEVEL},
         "uvicorn.access": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "daphne": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        # A request with a Host not in ALLOWED_HOSTS: one line, not a traceback (scanners send many).
+        "django.security.DisallowedHost": {"handlers": ["console"], "level": "ERROR", "filters": ["one_line"],
+                                           "propagate": False},
     },
 }

@@ -26,9 +26,8 @@ from analytics.metrics import count_refused
 from analytics.recorder import Outcome, recorder, request_id_for
 from audit.service import key_uses
 from audit.service import note_scope as note_key_use
-from audit.service import key_uses
-from audit.service import note_scope as note_key_use
 from registry import auth
+from routing import limits
 from routing.gateway import anthropic, validate
 from routing.gateway.asgi import (
     BodyTooLarge,
@@ -59,25 +58,44 @@ def openai_error(exc: GatewayError) -> dict[str, Any]:
 
 
 async def check_key_limit(principal: auth.Principal, now: float) -> None:
-    """Per-key requests per minute (ApiKey.rate_limit_per_minute), shared by every process through
-    Redis when it answers (routing.live.LiveState.admit_key)."""
-    limit = principal.rate_limit_per_minute
-    if not limit or principal.key_id is None:
+    """Per-key requests per minute (the key's own limit, else AFMTS_DEFAULT_KEY_RATE_PER_MINUTE; 0 =
+    unlimited), on the counter the REST API counts on too (routing.limits), shared by every process
+    through Redis when it answers (routing.live.LiveState.admit_key)."""
+    limit = limits.key_limit(principal)
+    if not limit:
         return
-    wait = await runtime.live.admit_key(principal.prefix, limit, now)
+    wait = await runtime.live.admit_key(limits.ident(principal), limit, now)
     if wait is not None:
         raise GatewayError(429, f"This key is limited to {limit} requests a minute.", type="rate_limit_error",
-                           code="rate_limit_exceeded", headers={"retry-after": str(max(1, int(wait + 0.999)))})
+                           code="rate_limit_exceeded", headers={"retry-after": limits.retry_after(wait)})
 
 
-async def authenticate(headers: dict[str, str]) -> auth.Principal:
+def _too_many_failures(wait: float) -> GatewayError:
+    return GatewayError(429, "Too many failed authentications from this address; try again later.",
+                        type="rate_limit_error", code="too_many_auth_failures",
+                        headers={"retry-after": limits.retry_after(wait)})
+
+
+async def authenticate(headers: dict[str, str], scope: Scope | None = None) -> auth.Principal:
+    """The caller of a request (an API key, or a user's JWT), within its rate limit. An address with
+    too many failed authentications this minute (routing.limits) gets 429 whatever it presents."""
+    now = time.time()
+    ip = None
+    if limits.blocked_ips and scope is not None:  # a dict check: nothing on the usual path
+        ip = limits.scope_ip(scope, headers)
+        wait = limits.blocked_for(ip, now)
+        if wait is not None:
+            raise _too_many_failures(wait)
     secret = auth.secret_from_headers(headers)
     if not secret:
         raise GatewayError(401, "No API key: send 'Authorization: Bearer <key>' (or 'x-api-key').",
                            type="authentication_error", code="missing_api_key")
+    jwt = auth.looks_like_jwt(secret)
     cache = auth._cache.peek()
-    digest = hashlib.sha256(secret.encode()).hexdigest()
-    if cache is not None and digest in cache and not auth._cache.stale():
+    digest = "" if jwt else hashlib.sha256(secret.encode()).hexdigest()
+    if jwt:
+        principal = auth.principal_for_jwt(secret)  # an HS256 check in memory, no query
+    elif cache is not None and digest in cache and not auth._cache.stale():
         principal = cache[digest]
         if principal is not None:
             auth.usage.touch(principal.key_id)
@@ -88,8 +106,14 @@ async def authenticate(headers: dict[str, str]) -> auth.Principal:
             raise GatewayError(503, "The key store is unavailable; try again shortly.", type="api_error",
                                code="key_store_unavailable") from None
     if principal is None:
+        if scope is not None:
+            wait = await limits.failed(runtime.live, ip or limits.scope_ip(scope, headers), now)
+            if wait is not None:
+                raise _too_many_failures(wait)
+        if jwt:
+            raise GatewayError(401, "Invalid or expired token.", type="authentication_error", code="invalid_token")
         raise GatewayError(401, "Invalid or revoked API key.", type="authentication_error", code="invalid_api_key")
-    await check_key_limit(principal, time.time())
+    await check_key_limit(principal, now)
     return principal
 
 
@@ -186,7 +210,6 @@ class Gateway:
             await self.fallback(scope, receive, send)
             return
         started = time.perf_counter()
-            await asyncio.to_thread(key_uses.close)
         headers = request_headers(scope)
         request_id = request_id_for(headers.get("x-request-id"))
         anthropic_api = path == "/v1/messages"
@@ -199,7 +222,7 @@ class Gateway:
         try:
             if handler is None:
                 raise GatewayError(404, f"Unknown endpoint {method} {path}.", code="unknown_url")
-            principal = await authenticate(headers)
+            principal = await authenticate(headers, scope)
             note_key_use(principal, scope, headers)  # the audit log's first use per day and address: memory only
             await handler(scope, receive, sent, headers=headers, principal=principal, request_id=request_id,
                           started=started)
@@ -226,7 +249,6 @@ class Gateway:
                     pass
 
     # ------------------------------------------------------------------ helpers
-            note_key_use(principal, scope, headers)  # the audit log's first use per day and address: memory only
 
     async def _body(self, receive: Receive) -> dict[str, Any]:
         try:
