@@ -90,7 +90,8 @@ from registry.tracker import discover
 base = {base!r}
 for slug, path in {providers!r}.items():
     services.provider_create(slug=slug, kind=slug, base_url=base + path, api_key="fake-key")
-_, secret = services.apikey_create(name="faults bench", scope="admin")
+# rate_limit_per_minute=0: unlimited, so the bench's one key is not held to the per-key default.
+_, secret = services.apikey_create(name="faults bench", scope="admin", rate_limit_per_minute=0)
 found = {{r.provider: [r.seen, r.error] for r in discover(None)}}
 from registry.models import AIModel
 assert not AIModel.objects.exclude(free_rpm=None).exists(), "the bench's free-tier table was not used"
@@ -401,6 +402,8 @@ class Bench:
         env.update({"DATABASE_URL": self.pg.url, "REDIS_URL": self.redis.url, "SECRET_KEY": self.secret_key,
                     "FERNET_KEYS": self.fernet, "AFMTS_DATA_DIR": str(self.workdir / "data"),
                     "AFMTS_FREE_TIERS_FILE": str(tiers), "AFMTS_DEMO": "0", "LOG_LEVEL": "WARNING",
+                    # The fake providers play remote hosts on loopback: the operator allows that host.
+                    "AFMTS_ALLOWED_UPSTREAM_HOSTS": HOST,
                     "AFMTS_GATEWAY_DEADLINE_SECONDS": str(self.args.deadline), "DJANGO_SETTINGS_MODULE":
                     "afmts.settings", "PYTHONUNBUFFERED": "1"})
         return env
