@@ -28,8 +28,10 @@ PATTERNS = (
     rf"((?:authorization|x-api-key|x-goog-api-key|api[ _-]?key(?:\s+provided)?|access[_-]?token|client[_-]?secret)"
     rf"[\"']?\s*[:=]\s*[\"']?){_TOKEN}",
     rf"([?&;](?:key|token|auth)=){_TOKEN}",
-    r"()\b(?:sk-|key-|xai-|gsk_|hf_|afmts_)[A-Za-z0-9_\-]{8,}",
-    r"()\bAIza[0-9A-Za-z_\-]{20,}",
+    # Key prefixes are matched case-sensitively: `AFMTS_SOME_SETTING` is a setting's name, not a key.
+    r"()\b(?-i:sk-|key-|xai-|gsk_|hf_)[A-Za-z0-9_\-]{8,}",
+    r"()\b(?-i:afmts_)[A-Za-z0-9]{8,}",
+    r"()\b(?-i:AIza)[0-9A-Za-z_\-]{20,}",
 )
 SECRET_RE = re.compile("|".join(f"(?:{p})" for p in PATTERNS), re.IGNORECASE)
 # Literals every pattern needs (lower case). Text with none of them skips the regex: most text
