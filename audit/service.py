@@ -1,6 +1,6 @@
 """Writing the audit log. `record` writes one entry now (REST writes, admin actions and logins are
 rare and already in a request that writes); `key_uses` collects the first use of each API key per
-day and client address in memory and writes them in batches from a thread, so the gateway's
+day, client address and way in in memory and writes them in batches from a thread, so the gateway's
 request path costs a set lookup and never a query.
 
 Client addresses come from `routing.limits` (AFMTS_TRUSTED_PROXIES: X-Forwarded-For only from a
@@ -79,12 +79,12 @@ class _Use:
 
 
 class KeyUses:
-    """The first use of each key per UTC day and client address, per process (several processes
-    may each write one). Noted in memory; a daemon thread writes them every
+    """The first use of each key per UTC day, client address and way in (API, gateway, WebSocket),
+    per process (several processes may each write one). Noted in memory; a daemon thread writes them every
     AFMTS_KEY_USAGE_FLUSH_SECONDS in one insert; a failed write keeps them for the next round."""
 
     def __init__(self) -> None:
-        self._seen: set[tuple[int, str | None]] = set()
+        self._seen: set[tuple[int, str | None, str]] = set()
         self._day = -1
         self._pending: list[_Use] = []
         self._lock = threading.Lock()
@@ -92,13 +92,13 @@ class KeyUses:
 
     def note(self, principal: Any, *, source: str, ip: str | None, user_agent: str = "",
              now: float | None = None) -> bool:
-        """True if this is the key's first use today from this address (it will be written)."""
+        """True if this is the key's first use today from this address this way (it will be written)."""
         key_id = getattr(principal, "key_id", None)
         if key_id is None:
             return False
         now = time.time() if now is None else now
         day = int(now // 86400)
-        mark = (key_id, ip)
+        mark = (key_id, ip, source)
         if day == self._day and mark in self._seen:
             return False
         with self._lock:

@@ -21,6 +21,8 @@ from django.test import Client
 
 from afmts.asgi import application
 from afmts.logging import RedactSecrets
+from audit.models import Entry
+from audit.service import key_uses
 from registry import services, tracker
 from registry.events import DETAIL_FIELDS
 from registry.models import AIModel, Event, HealthSample, KeyScope, Provider
@@ -93,10 +95,12 @@ async def _drain(communicator: WebsocketCommunicator) -> list[dict]:
 async def test_keys_quoted_by_upstreams_surface_nowhere(gateway, fake, caplog):
     caplog.set_level(logging.DEBUG)
     caplog.handler.addFilter(RedactSecrets())  # as on every handler in production (LOGGING, Celery)
+    key_uses._after_fork()  # nothing seen yet: key ids repeat across rolled-back tests
     keys = await sync_to_async(_setup)(fake)
     feeds = {}
     for who in ("user", "admin"):
         feeds[who] = WebsocketCommunicator(application, f"/ws/events/?api_key={keys[who]}")
+        feeds[who].scope["client"] = ("127.0.0.1", 50000)
         assert (await feeds[who].connect(timeout=5))[0]
     seen: list[str] = []  # every text a client, an operator or a log reader could see
 
@@ -152,6 +156,14 @@ async def test_keys_quoted_by_upstreams_surface_nowhere(gateway, fake, caplog):
         *(json.dumps(e.data) for e in Event.objects.all()),
     ])()
     seen += stored + [caplog.text]
+
+    # The key's first use today from this address, through the gateway and the WebSocket, is in the
+    # audit log once written (never on the request); the log holds no key either.
+    await sync_to_async(key_uses.flush, thread_sensitive=False)()
+    uses = await sync_to_async(lambda: list(Entry.objects.filter(action="key_used").values_list("source", "ip", "actor")))()
+    assert {(source, ip) for source, ip, _ in uses} >= {("gateway", "127.0.0.1"), ("websocket", "127.0.0.1"), ("api", "127.0.0.1")}
+    seen += [actor for *_, actor in uses]
+    assert not any(keys["user"] in text or keys["admin"] in text for text in seen)
 
     # The upstreams did quote the keys, and what was kept of their words says so, masked.
     assert {p["slug"]: "***" in p["lastError"] for p in providers} == {"echo": True, "echo-ant": True}
