@@ -6,16 +6,17 @@ WORKERS ?= 1
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?=
 
-.PHONY: run test test-embedded test-server venv migrate worker beat web lint bench bench-gateway clean
+.PHONY: run test test-embedded test-server venv migrate worker beat web lint prod-check bench bench-gateway clean
 
-$(STAMP): requirements.txt
+# requirements.txt is the runtime (the Docker image); requirements-dev.txt adds tests and tools.
+$(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --disable-pip-version-check -q -r requirements.txt
+	$(VENV)/bin/pip install --disable-pip-version-check -q -r requirements-dev.txt
 	@rm -f $(VENV)/.installed-*; touch $@
 
 venv: $(STAMP)
@@ -58,6 +59,16 @@ test-server: venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
+
+# `check --deploy` with the settings docker/compose.yml gives production (server mode, DEBUG off,
+# AFMTS_HTTPS on, real-looking secrets): fails on any warning.
+PROD_ENV := DEBUG=0 AFMTS_HTTPS=1 SECURE_HSTS_PRELOAD=1 ALLOWED_HOSTS=afmts.example.com CSRF_TRUSTED_ORIGINS=https://afmts.example.com \
+	DATABASE_URL=postgres://afmts:afmts@127.0.0.1:5432/afmts REDIS_URL=redis://127.0.0.1:6379/0 \
+	AFMTS_DATA_DIR=$(CURDIR)/data/prod-check
+prod-check: venv
+	env $(PROD_ENV) SECRET_KEY="$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(50))')" \
+		FERNET_KEYS="$$($(PY) -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')" \
+		$(PY) manage.py check --deploy --fail-level WARNING
 
 bench: migrate
 	$(PY) bench/find.py

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 from datetime import timedelta
 from pathlib import Path
 
@@ -74,6 +75,24 @@ FERNET_KEYS = [
 ]
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
+
+
+def _own_addresses() -> list[str]:
+    """This host's loopback and interface addresses, as Host header values."""
+    found = {"127.0.0.1", "[::1]"}
+    try:
+        for *_, addr in socket.getaddrinfo(socket.gethostname(), None):
+            found.add(f"[{addr[0]}]" if ":" in addr[0] else addr[0])
+    except OSError:
+        pass
+    return sorted(found)
+
+
+# Containers (docker/compose.yml): requests addressed to the container's own IP only come from inside
+# its network — Prometheus scrapes each web replica by address, the image's health check calls
+# 127.0.0.1 — while public requests come through nginx with the public name.
+if env.bool("AFMTS_ALLOW_OWN_ADDRESSES", default=False):
+    ALLOWED_HOSTS += [a for a in _own_addresses() if a not in ALLOWED_HOSTS]
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 PORT = env.int("PORT", default=3001)
 # ASGI server of `make run` / `make web`: uvicorn (uvloop + httptools), measured fastest here; or daphne.
@@ -413,8 +432,9 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = DATA_DIR / "static"
-STATIC_ROOT.mkdir(exist_ok=True)
+# The Docker image collects static files at build time, outside the data volume (AFMTS_STATIC_ROOT).
+STATIC_ROOT = Path(env("AFMTS_STATIC_ROOT", default=str(DATA_DIR / "static")))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
 WHITENOISE_USE_FINDERS = True
 

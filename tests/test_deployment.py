@@ -1,0 +1,263 @@
+"""Deployment (docker/): what can be checked on a machine that cannot pull images.
+
+The compose file passes `docker compose config` (or Debian's docker-compose) and describes the
+service (one-shot migrate, replicas, one beat, nginx, monitoring profile); the Dockerfile parses
+with BuildKit's own parser and runs the web server of `make web`; the image's health check and
+Prometheus' per-replica scrape work against that web server started as the container starts it;
+nginx's config passes `nginx -t` with Debian's nginx (the one docker/nginx/Dockerfile installs);
+`make prod-check` passes. That requirements.txt resolves to wheels for arm64 and amd64 is checked
+by .ci/run (docker/check-wheels.sh): it downloads from the package index."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dockerfile
+import httpx
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKER = ROOT / "docker"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+SECRETS = {
+    "AFMTS_HOSTNAME": "afmts.example.com",
+    "SECRET_KEY": "k" * 50,
+    "FERNET_KEYS": "Zm9vYmFyYmF6cXV4Zm9vYmFyYmF6cXV4Zm9vYmFyYmE=",
+    "POSTGRES_PASSWORD": "pw",
+}
+SERVER_VARS = {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "SECRET_KEY", "FERNET_KEYS",
+               "AFMTS_ALLOW_GENERATED_SECRETS", "ALLOWED_HOSTS", "AFMTS_HTTPS", "DEBUG"}
+
+
+def tool_missing(what: str) -> None:
+    """CI installs every tool these tests need (.ci/run): there a missing one fails, elsewhere it skips."""
+    if IN_CI:
+        pytest.fail(f"{what} is missing (.ci/run installs it)")
+    pytest.skip(f"{what} is missing")
+
+
+def compose_command() -> list[str]:
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30)
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    tool_missing("docker compose (or Debian's docker-compose)")
+    raise AssertionError
+
+
+def env_file(tmp_path: Path, drop: str = "") -> Path:
+    """docker/.env.example with its required values filled in, as an operator would."""
+    lines = []
+    for line in (DOCKER / ".env.example").read_text().splitlines():
+        name = line.split("=", 1)[0]
+        if name in SECRETS and line == f"{name}=":
+            line = "" if name == drop else f"{name}={SECRETS[name]}"
+        lines.append(line)
+    path = tmp_path / "env"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def compose_config(tmp_path: Path, drop: str = "") -> subprocess.CompletedProcess[str]:
+    env_path = env_file(tmp_path, drop)
+    env = {k: v for k, v in os.environ.items() if k not in SECRETS and not k.startswith(("AFMTS_", "COMPOSE_"))}
+    env["AFMTS_ENV_FILE"] = str(env_path)
+    return subprocess.run(
+        [*compose_command(), "--env-file", str(env_path), "-f", str(DOCKER / "compose.yml"), "config"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60,
+    )
+
+
+def depends(service: dict) -> dict[str, str]:
+    deps = service.get("depends_on", {})
+    if isinstance(deps, list):
+        return dict.fromkeys(deps, "service_started")
+    return {name: spec.get("condition", "service_started") for name, spec in deps.items()}
+
+
+def test_compose_config_passes_and_describes_the_service(tmp_path):
+    done = compose_config(tmp_path)
+    assert done.returncode == 0, done.stderr
+    services = yaml.safe_load(done.stdout)["services"]
+    assert set(services) == {"postgres", "redis", "migrate", "web", "worker", "beat", "nginx", "prometheus", "grafana"}
+
+    migrate = services["migrate"]
+    assert migrate["command"] == ["python", "manage.py", "migrate", "--noinput"]
+    assert migrate["restart"] == "no"
+    for name in ("web", "worker", "beat"):
+        assert depends(services[name])["migrate"] == "service_completed_successfully", name
+        assert "migrate" not in json.dumps(services[name].get("command", "")), name
+    assert services["beat"]["deploy"]["replicas"] == 1
+    assert int(services["web"]["deploy"]["replicas"]) >= 2
+
+    web_env = services["web"]["environment"]
+    assert web_env["ALLOWED_HOSTS"] == "afmts.example.com"
+    assert web_env["DEBUG"] == "0" and web_env["AFMTS_HTTPS"] == "1"
+    assert web_env["DATABASE_URL"] == "postgres://afmts:pw@postgres:5432/afmts"
+    assert "ports" not in services["web"]  # only nginx is reachable from outside
+
+    nginx = services["nginx"]
+    assert depends(nginx)["web"] == "service_healthy"
+    assert any(str(p.get("target", p) if isinstance(p, dict) else p).endswith("443") for p in nginx["ports"])
+    assert any("/etc/nginx/certs" in json.dumps(v) for v in nginx["volumes"])
+    for name in ("prometheus", "grafana"):
+        assert services[name]["profiles"] == ["monitoring"], name
+
+
+@pytest.mark.parametrize("name", ["SECRET_KEY", "FERNET_KEYS", "POSTGRES_PASSWORD", "AFMTS_HOSTNAME"])
+def test_compose_refuses_to_run_without_a_required_value(tmp_path, name):
+    done = compose_config(tmp_path, drop=name)
+    assert done.returncode != 0
+    assert f"set {name}" in done.stderr
+
+
+def stages() -> list[list[dockerfile.Command]]:
+    found: list[list[dockerfile.Command]] = []
+    for cmd in dockerfile.parse_file(str(DOCKER / "Dockerfile")):
+        if cmd.cmd == "FROM":
+            found.append([])
+        if found:
+            found[-1].append(cmd)
+    return found
+
+
+def last(stage: list[dockerfile.Command], name: str) -> dockerfile.Command:
+    return [c for c in stage if c.cmd == name][-1]
+
+
+def test_image_is_multi_stage_non_root_and_runs_the_web_server_of_make_web():
+    builder, runtime = stages()
+    assert builder[0].value[-2:] == ("AS", "builder")
+    assert any("--only-binary=:all:" in c.value[0] for c in builder if c.cmd == "RUN")
+    assert any(c.flags == ("--from=builder",) for c in runtime if c.cmd == "COPY")
+    assert last(runtime, "USER").value[0] not in ("root", "0")
+    assert any("collectstatic" in c.value[0] for c in runtime if c.cmd == "RUN")
+    cmd = last(runtime, "CMD")
+    assert cmd.json and list(cmd.value) == ["python", "manage.py", "serve", "--no-worker", "--host", "0.0.0.0"]
+    every = " ".join(" ".join(c.value) for stage in stages() for c in stage if c.cmd in ("RUN", "CMD", "ENTRYPOINT"))
+    assert " migrate" not in every  # the compose `migrate` service runs migrations, once
+
+
+def test_makefile_and_serve_name_uvicorn_not_daphne_as_the_server():
+    run_comment = [line for line in (ROOT / "Makefile").read_text().splitlines() if line.startswith("# The whole service")]
+    assert run_comment and "uvicorn" in run_comment[0] and "Daphne" not in run_comment[0]
+    serve_doc = (ROOT / "registry/management/commands/serve.py").read_text().split('"""')[1]
+    assert "uvicorn" in serve_doc
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# In a container, Docker's /etc/hosts maps the container's host name to its address on the network.
+OWN_ADDRESS = "127.0.0.2"
+
+
+@pytest.fixture
+def container_web(tmp_path):
+    """The web process as the image starts it (its CMD) with the compose file's web settings:
+    production (DEBUG off, AFMTS_HTTPS on), one public host name, own addresses allowed; its host
+    name resolves to OWN_ADDRESS as in a container (a private /etc/hosts in a mount namespace)."""
+    unshare = shutil.which("unshare")
+    if not unshare:
+        tool_missing("unshare")
+    hosts = tmp_path / "hosts"
+    hosts.write_text(f"127.0.0.1 localhost\n{OWN_ADDRESS} {socket.gethostname()}\n")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in SERVER_VARS}
+    env.update({"AFMTS_DATA_DIR": str(tmp_path / "data"), "AFMTS_DEMO": "0", "PORT": str(port), "DEBUG": "0",
+                "AFMTS_HTTPS": "1", "ALLOWED_HOSTS": "afmts.example.com", "AFMTS_ALLOW_OWN_ADDRESSES": "1",
+                "AFMTS_WEB_WORKERS": "1"})
+    # The compose `migrate` job runs first.
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True,
+                   capture_output=True, timeout=120)
+    argv = list(last(stages()[-1], "CMD").value)
+    argv[argv.index("0.0.0.0")] = "127.0.0.1"  # the test listens on loopback only
+    server = " ".join([sys.executable, *argv[1:]])
+    proc = subprocess.Popen([unshare, "-m", "sh", "-c", f"mount --bind {hosts} /etc/hosts && exec {server}"], cwd=ROOT,
+                            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("the web process did not listen within 30 s")
+        yield port, env
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_image_health_check_and_per_replica_scrape_work_on_the_web_process(container_web):
+    port, env = container_web
+    check = last(stages()[-1], "HEALTHCHECK")
+    argv = list(check.value)
+    assert argv[0] == "CMD" and "/health" in argv[-1]
+    done = subprocess.run([sys.executable, *argv[2:]], env=env, capture_output=True, timeout=15)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+
+    base = f"http://127.0.0.1:{port}"
+    # Prometheus (dns_sd_configs) scrapes each replica by its address, over plain HTTP.
+    scraped = httpx.get(f"{base}/metrics", headers={"Host": f"{OWN_ADDRESS}:{port}"})
+    assert scraped.status_code == 200 and "# TYPE" in scraped.text
+    # Public requests come through nginx with the public name; other names are refused.
+    assert httpx.get(f"{base}/health", headers={"Host": "evil.example"}).status_code == 400
+    # Plain HTTP is sent to HTTPS; nginx's X-Forwarded-Proto marks what came over TLS.
+    plain = httpx.get(f"{base}/api/models", headers={"Host": "afmts.example.com"})
+    assert plain.status_code == 301 and plain.headers["location"].startswith("https://afmts.example.com/")
+    tls = httpx.get(f"{base}/api/models", headers={"Host": "afmts.example.com", "X-Forwarded-Proto": "https"})
+    assert tls.status_code == 401
+
+
+def test_nginx_config_passes_nginx_t(tmp_path):
+    """docker/nginx/nginx.conf, unchanged, with a self-signed certificate in certs/ and `web`
+    resolving as Docker's DNS would resolve it (a private /etc/hosts in a mount namespace: nginx
+    resolves upstream names when it loads its config)."""
+    nginx, unshare, openssl = shutil.which("nginx") or "/usr/sbin/nginx", shutil.which("unshare"), shutil.which("openssl")
+    if not Path(nginx).exists() or not unshare or not openssl:
+        tool_missing("nginx, unshare or openssl")
+    conf = tmp_path / "nginx.conf"
+    shutil.copy(DOCKER / "nginx" / "nginx.conf", conf)
+    shutil.copy("/etc/nginx/mime.types", tmp_path / "mime.types")
+    (tmp_path / "certs").mkdir()
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=afmts.example.com",
+                    "-keyout", str(tmp_path / "certs/privkey.pem"), "-out", str(tmp_path / "certs/fullchain.pem")],
+                   check=True, capture_output=True, timeout=30)
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n127.0.0.1 web\n")
+    test = f"nginx -t -p {tmp_path} -c {conf} -g 'pid {tmp_path}/nginx.pid;'"
+    done = subprocess.run([unshare, "-m", "sh", "-c", f"mount --bind {hosts} /etc/hosts && {test}"],
+                          capture_output=True, text=True, timeout=30)
+    if done.returncode != 0 and "mount" in done.stderr and "nginx" not in done.stderr:
+        tool_missing(f"a mount namespace ({done.stderr.strip()})")
+    assert done.returncode == 0, done.stderr
+    assert "test is successful" in done.stderr
+
+
+def test_make_prod_check_passes_with_no_warning():
+    done = subprocess.run(["make", "--no-print-directory", "prod-check"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert "no issues" in done.stdout
