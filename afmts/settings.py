@@ -385,6 +385,14 @@ AFMTS_USAGE_RETRY_MAX_SECONDS = env.float("AFMTS_USAGE_RETRY_MAX_SECONDS", defau
 AFMTS_USAGE_SPILL_DIR = env("AFMTS_USAGE_SPILL_DIR", default=str(DATA_DIR / "usage-spill"))
 # The paid model savings are measured against (public id); empty = the cheapest comparable one.
 AFMTS_REFERENCE_MODEL = env("AFMTS_REFERENCE_MODEL", default="")
+# Retention (analytics.rollups): raw usage records, then minute, hour and day rollups, in days. Hour
+# rollups are kept at least as long as raw records (an old hour is rebuilt from them).
+METRICS_RETENTION_DAYS = env.int("METRICS_RETENTION_DAYS", default=30)
+METRICS_ROLLUP_MINUTE_DAYS = env.int("METRICS_ROLLUP_MINUTE_DAYS", default=2)
+METRICS_ROLLUP_HOUR_DAYS = env.int("METRICS_ROLLUP_HOUR_DAYS", default=90)
+METRICS_ROLLUP_DAY_DAYS = env.int("METRICS_ROLLUP_DAY_DAYS", default=730)
+# Budgets: the share of a key's monthly budget at which `budget_warning` is published.
+AFMTS_BUDGET_WARNING_RATIO = env.float("AFMTS_BUDGET_WARNING_RATIO", default=0.8)
 # Gateway limits: attempts per request (first try + failovers), total deadline, body size.
 AFMTS_GATEWAY_MAX_ATTEMPTS = env.int("AFMTS_GATEWAY_MAX_ATTEMPTS", default=4)
 AFMTS_GATEWAY_DEADLINE_SECONDS = env.float("AFMTS_GATEWAY_DEADLINE_SECONDS", default=120.0)

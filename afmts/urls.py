@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/auth/token/", TokenObtainPairView.as_view(), name="token-obtain"),
     path("api/auth/token/refresh/", TokenRefreshView.as_view(), name="token-refresh"),
     path("api/", include("registry.api.urls")),
+    path("api/", include("analytics.urls")),  # performance, usage, costs, keys/me, key budgets
     # Async (a long task waits on the event loop); routing.urls' TaskRouteView, behind it, documents it.
     path("api/tasks/route", task_route, name="task-route"),
     path("api/", include("routing.urls")),

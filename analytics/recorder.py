@@ -529,6 +529,10 @@ def write(batch: list[Outcome]) -> int:
         ))
     with transaction.atomic():
         new = insert_rows(rows)
+        if new:  # the minutes to roll up, in the rows' transaction (analytics.rollups)
+            from analytics.rollups import mark_epochs
+
+            mark_epochs(o.ts for o in batch if o.uid in new)
     fresh = [o for o in batch if o.uid in new]
     count_money(fresh, priced)
     if fresh:

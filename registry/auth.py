@@ -52,6 +52,8 @@ class Principal:
     rate_limit_per_minute: int | None = None
     prefix: str = ""
     is_authenticated: bool = True
+    # Past its monthly budget (analytics.budgets): the gateway serves it from free models only.
+    budget_exhausted: bool = False
 
     @property
     def is_admin(self) -> bool:
@@ -80,11 +82,17 @@ def principal_for_secret(secret: str) -> Principal | None:
         principal = cache[digest]
     else:
         row = ApiKey.objects.filter(hashed=digest).values(
-            "id", "name", "scope", "rate_limit_per_minute", "prefix", "revoked_at"
+            "id", "name", "scope", "rate_limit_per_minute", "prefix", "revoked_at",
+            "monthly_budget_usd", "budget_spent_usd", "budget_month",
         ).first()
         principal = None
         if row and row["revoked_at"] is None:
-            principal = Principal(row["id"], row["name"], row["scope"], row["rate_limit_per_minute"], row["prefix"])
+            from analytics.budgets import is_exhausted
+
+            principal = Principal(
+                row["id"], row["name"], row["scope"], row["rate_limit_per_minute"], row["prefix"],
+                budget_exhausted=is_exhausted(row["monthly_budget_usd"], row["budget_spent_usd"], row["budget_month"]),
+            )
         if len(cache) >= CACHE_MAX:
             cache.clear()
         cache[digest] = principal

@@ -204,6 +204,14 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Budget (analytics.budgets): past the monthly limit the gateway serves the key from free models
+    # only. The month's spend is refreshed by the rollup task, not per request.
+    monthly_budget_usd = models.DecimalField(
+        max_digits=12, decimal_places=2, null=True, blank=True, help_text="Monthly spend limit in USD; empty = none."
+    )
+    budget_spent_usd = models.DecimalField(max_digits=20, decimal_places=8, default=0, editable=False)
+    budget_month = models.DateField(null=True, blank=True, editable=False)  # the month budget_spent_usd counts
+    budget_level = models.CharField(max_length=9, blank=True, default="", editable=False)  # "", warning, exhausted
 
     class Meta:
         verbose_name = "API key"

@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from afmts.errors import Conflict
+from analytics.selectors import today as usage_today
 from registry import selectors, services
 from registry.api import serializers as s
 from registry.api.pagination import Pagination, positive_int
@@ -258,6 +259,8 @@ class StatsView(Base):
             },
             "providers": {"total": Provider.objects.count(), "enabled": Provider.objects.filter(enabled=True).count()},
             "agents": {"total": agents["total"], "online": agents["online"], "offline": agents["total"] - agents["online"]},
+            # Today (UTC) from the usage rollups: the caller's own for a user key, everyone's for an admin.
+            "today": usage_today(key_id=None if request.user.is_admin else (request.user.key_id or -2)),
         })
 
 

@@ -47,7 +47,7 @@ from routing.gateway.asgi import (
 from routing.gateway.engine import Call, GatewayError, OpenStream, attempt, current_call, finish_stream
 from routing.gateway.requests import requirements, upstream_body
 from routing.gateway.runtime import runtime
-from routing.router import POLICY_NAMES, UnknownModel, plan
+from routing.router import POLICY_NAMES, Requirements, UnknownModel, plan
 
 OPENAI = "openai"
 log = logging.getLogger(__name__)
@@ -257,15 +257,22 @@ class Gateway:
             raise GatewayError(413, f"The body is over {settings.AFMTS_GATEWAY_MAX_BODY_BYTES} bytes.",
                                code="request_too_large") from None
 
-    async def _plan(self, model: str, body: dict[str, Any], headers: dict[str, str], kind: str):
+    async def _plan(self, model: str, body: dict[str, Any], headers: dict[str, str], kind: str, principal=None):
         view = await runtime.view()
         req = requirements(body, headers, kind=kind)
+        over_budget = principal is not None and principal.budget_exhausted
+        if over_budget:  # past its monthly budget: free models only (analytics.budgets)
+            req = Requirements(**{**req.__dict__, "free_only": True})
         try:
             p = plan(model, req, view.snap, live=runtime.live, now=time.time(), aliases=view.aliases,
                      max_candidates=settings.AFMTS_GATEWAY_MAX_ATTEMPTS)
         except UnknownModel:
             raise GatewayError(404, f"The model '{model}' does not exist.", code="model_not_found",
                                param="model") from None
+        if over_budget and not p.candidates:
+            raise GatewayError(402, "This API key has used up its monthly budget: only free models may serve it, "
+                                    f"and none can serve this request ({p.explain()}).",
+                               type="insufficient_quota", code="budget_exceeded")
         return view, p
 
     def _call(self, request_id: str, endpoint: str, model: str, body: dict, principal, started: float, stream: bool) -> Call:
@@ -320,7 +327,7 @@ class Gateway:
         model = require(body, "model", str, "a model id, an alias or a policy (auto, free, cheap, fast)")
         require(body, "messages", list, "a non-empty list of messages")
         stream = bool(body.get("stream"))
-        view, p = await self._plan(model, body, headers, "chat")
+        view, p = await self._plan(model, body, headers, "chat", principal)
         call = self._call(request_id, "chat.completions", model, upstream_body(body), principal, started, stream)
         if stream:
             await self._stream(call, view, p, send, receive, include_usage=bool((body.get("stream_options") or {}).get("include_usage")))
@@ -427,7 +434,7 @@ class Gateway:
             raise GatewayError(400, "Missing required parameter: 'prompt'.", param="prompt")
         chat = {k: v for k, v in body.items() if k not in ("prompt", "echo", "best_of", "suffix", "logprobs")}
         chat["messages"] = [{"role": "user", "content": prompt}]
-        view, p = await self._plan(model, chat, headers, "chat")
+        view, p = await self._plan(model, chat, headers, "chat", principal)
         call = self._call(request_id, "completions", model, upstream_body(chat), principal, started, bool(body.get("stream")))
         if body.get("stream"):
             await self._stream(call, view, p, send, receive, include_usage=False, encode=_completion_frames)
@@ -441,7 +448,7 @@ class Gateway:
         value = body.get("input")
         if not (isinstance(value, str) and value) and not (isinstance(value, list) and value):
             raise GatewayError(400, "'input' must be a non-empty string or list.", param="input")
-        view, p = await self._plan(model, body, headers, "embedding")
+        view, p = await self._plan(model, body, headers, "embedding", principal)
         call = self._call(request_id, "embeddings", model, upstream_body(body), principal, started, False)
         await self._execute(call, view, p, send, receive, method="embed", shape=_served)
 
@@ -471,7 +478,7 @@ class Gateway:
         validate.messages(body)
         chat = anthropic.to_openai_request(body)
         model = chat["model"]
-        view, p = await self._plan(model, chat, headers, "chat")
+        view, p = await self._plan(model, chat, headers, "chat", principal)
         call = self._call(request_id, "messages", model, upstream_body(chat), principal, started, bool(chat.get("stream")))
         if chat.get("stream"):
             frames = anthropic.StreamFrames()
