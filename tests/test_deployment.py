@@ -115,6 +115,44 @@ def test_compose_config_passes_and_describes_the_service(tmp_path):
         assert services[name]["profiles"] == ["monitoring"], name
 
 
+def test_prometheus_scrapes_every_web_replica_and_worker_and_grafana_reads_prometheus(tmp_path):
+    done = compose_config(tmp_path)
+    assert done.returncode == 0, done.stderr
+    services = yaml.safe_load(done.stdout)["services"]
+    jobs = yaml.safe_load((DOCKER / "prometheus" / "prometheus.yml").read_text())["scrape_configs"]
+    scraped = {}
+    for job in jobs:
+        for sd in job["dns_sd_configs"]:
+            assert sd["type"] == "A"  # one target per replica, not one per service
+            for name in sd["names"]:
+                scraped[name] = str(sd["port"])
+    assert scraped["web"] == "3001"
+    for name, port in scraped.items():
+        assert port in [str(p) for p in services[name].get("expose", [])], name
+    assert services["worker"]["environment"]["AFMTS_WORKER_METRICS_PORT"] == scraped["worker"]
+    assert "/etc/prometheus/prometheus.yml" in json.dumps(services["prometheus"]["volumes"])
+
+    provisioning = DOCKER / "grafana" / "provisioning"
+    (source,) = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())["datasources"]
+    assert source["url"] == "http://prometheus:9090"
+    for board in (provisioning / "dashboards").glob("*.json"):
+        used = set(datasource_uids(json.loads(board.read_text())))
+        assert used <= {source["uid"]}, board.name
+
+
+def datasource_uids(node: object):
+    """The uids of the Prometheus datasources a dashboard's panels and variables name."""
+    if isinstance(node, dict):
+        ref = node.get("datasource")
+        if isinstance(ref, dict) and ref.get("type") == "prometheus" and not str(ref.get("uid", "")).startswith("$"):
+            yield ref.get("uid")
+        for value in node.values():
+            yield from datasource_uids(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from datasource_uids(value)
+
+
 @pytest.mark.parametrize("name", ["SECRET_KEY", "FERNET_KEYS", "POSTGRES_PASSWORD", "AFMTS_HOSTNAME"])
 def test_compose_refuses_to_run_without_a_required_value(tmp_path, name):
     done = compose_config(tmp_path, drop=name)
