@@ -38,6 +38,10 @@ private_data_dir(DATA_DIR, int(env("AFMTS_UMASK", default="077"), 8))
 AFMTS_METRICS_DIR = Path(env("AFMTS_METRICS_DIR", default=str(DATA_DIR / "metrics")))
 AFMTS_METRICS_DIR.mkdir(parents=True, exist_ok=True)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(AFMTS_METRICS_DIR)
+# A Celery worker in its own container serves its series on this port (0: off; on one machine the
+# web processes read the worker's files already).
+AFMTS_WORKER_METRICS_PORT = env.int("AFMTS_WORKER_METRICS_PORT", default=0)
+AFMTS_WORKER_METRICS_ADDRESS = env("AFMTS_WORKER_METRICS_ADDRESS", default="0.0.0.0")
 
 REDIS_URL = env("REDIS_URL", default="")
 SERVER_MODE = bool(env("DATABASE_URL", default="") or REDIS_URL)
@@ -322,13 +326,14 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "APPEND_COMPONENTS": {
-        "securitySchemes": {
-            "ApiKeyBearer": {"type": "http", "scheme": "bearer"},
-            "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-        }
+    # afmts/schema.py: auth schemes, the error envelope on every operation, /v1/*, /health, /metrics.
+    "PREPROCESSING_HOOKS": ["afmts.schema.preprocess"],
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "afmts.schema.postprocess"],
+    "ENUM_NAME_OVERRIDES": {
+        "ModelStatusEnum": "registry.models.ModelStatus",
+        "AgentStatusEnum": "registry.models.AgentStatus",
+        "ProviderKindEnum": "routing.providers.ADAPTERS",
     },
-    "SECURITY": [{"ApiKeyBearer": []}, {"ApiKeyHeader": []}],
 }
 
 # Bodies over this many bytes get 413 (the gateway has its own limit for prompts).
@@ -404,6 +409,8 @@ AFMTS_GATEWAY_ATTEMPT_SECONDS = env.float("AFMTS_GATEWAY_ATTEMPT_SECONDS", defau
 AFMTS_GATEWAY_FIRST_BYTE_SECONDS = env.float("AFMTS_GATEWAY_FIRST_BYTE_SECONDS", default=20.0)
 AFMTS_GATEWAY_IDLE_SECONDS = env.float("AFMTS_GATEWAY_IDLE_SECONDS", default=30.0)
 AFMTS_GATEWAY_STREAM_MAX_SECONDS = env.float("AFMTS_GATEWAY_STREAM_MAX_SECONDS", default=1800.0)
+# A stream cut after it produced text goes on from another candidate given the text so far.
+AFMTS_GATEWAY_STREAM_RESUME = env.bool("AFMTS_GATEWAY_STREAM_RESUME", default=True)
 # Breakers judge failure rates: open at RATIO of at least MIN_REQUESTS calls within WINDOW, or after
 # CONSECUTIVE failures at low traffic; half-open after COOLDOWN (doubled per failed trial, capped).
 AFMTS_BREAKER_WINDOW_SECONDS = env.float("AFMTS_BREAKER_WINDOW_SECONDS", default=60.0)

@@ -44,10 +44,19 @@ from routing.gateway.asgi import (
     send_sse,
     start_sse,
 )
-from routing.gateway.engine import Call, GatewayError, OpenStream, attempt, current_call, finish_stream
+from routing.gateway.engine import (
+    Call,
+    GatewayError,
+    OpenStream,
+    attempt,
+    close_stream,
+    current_call,
+    finish_stream,
+    summarize,
+)
 from routing.gateway.requests import requirements, upstream_body
 from routing.gateway.runtime import runtime
-from routing.router import POLICY_NAMES, Requirements, UnknownModel, plan
+from routing.router import POLICY_NAMES, Plan, Requirements, UnknownModel, plan
 
 OPENAI = "openai"
 log = logging.getLogger(__name__)
@@ -186,6 +195,37 @@ async def lifespan(receive: Receive, send: Send) -> None:
             await asyncio.to_thread(key_uses.close)
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+CONTINUE = "Continue your reply exactly where it stopped. Do not repeat anything already written."
+
+
+class _Said:
+    """What a stream has said so far: its text, and whether a cut could be continued elsewhere."""
+
+    __slots__ = ("parts", "resumable")
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.resumable = True
+
+    def note(self, chunk: dict[str, Any]) -> None:
+        choices = chunk.get("choices")
+        if not choices:
+            return
+        if len(choices) > 1:
+            self.resumable = False
+            return
+        delta = choices[0].get("delta") or {}
+        if delta.get("tool_calls") or delta.get("function_call"):
+            self.resumable = False
+        content = delta.get("content")
+        if content and isinstance(content, str):
+            self.parts.append(content)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
 
 
 class Gateway:
@@ -351,6 +391,7 @@ class Gateway:
         usage: dict | None = None
         error: BaseException | None = None
         first_byte = None
+        said = _Said()
         encode = encode or _openai_frames(include_usage)
         stream_cap = time.perf_counter() + settings.AFMTS_GATEWAY_STREAM_MAX_SECONDS
         capped = False
@@ -361,6 +402,7 @@ class Gateway:
                 if chunk.get("usage"):
                     usage = chunk["usage"]
                 chunk["model"] = opened.model.public_id
+                said.note(chunk)
                 for event, data in encode(chunk, call):
                     await send_sse(send, data, event)
                 if first_byte is None:
@@ -371,19 +413,28 @@ class Gateway:
                 if t0 >= stream_cap:
                     capped = True
                     break
+                fault: BaseException | None = None
                 try:
                     # The idle gap is the upstream's; the overall cap is ours (not counted against it).
                     async with asyncio.timeout(min(settings.AFMTS_GATEWAY_IDLE_SECONDS, stream_cap - t0)):
                         chunk = await anext(opened.rest)
                 except StopAsyncIteration:
                     break
-                except TimeoutError:
-                    if time.perf_counter() < stream_cap:
-                        raise
-                    capped = True
-                    break
+                except TimeoutError as exc:
+                    if time.perf_counter() >= stream_cap:
+                        capped = True
+                        break
+                    fault = exc
+                except Exception as exc:  # noqa: BLE001 - the upstream broke mid-stream
+                    fault = exc
                 finally:
                     call.upstream_seconds += time.perf_counter() - t0
+                if fault is not None:
+                    resumed = await self._resume(call, p, view, opened, fault, said)
+                    if resumed is None:
+                        raise fault
+                    opened = resumed
+                    chunk = opened.first
             if capped:
                 gw = GatewayError(200, f"The stream reached the gateway's cap of "
                                        f"{settings.AFMTS_GATEWAY_STREAM_MAX_SECONDS:g} s and was ended.",
@@ -398,7 +449,7 @@ class Gateway:
             call.outcome.status = "client_disconnected"
         except (Exception, TimeoutError) as exc:  # noqa: BLE001 - the upstream broke mid-stream
             error = exc
-            gw = GatewayError(502, f"{opened.model.public_id}: the upstream failed mid-stream: {exc}",
+            gw = GatewayError(502, f"The upstream failed mid-stream ({summarize(opened.model, exc)}).",
                               type="upstream_error", code="stream_interrupted")
             call.outcome.status = "stream_interrupted"
             try:
@@ -420,6 +471,32 @@ class Gateway:
                 await end_body(send)
             except Exception:  # noqa: BLE001
                 pass
+
+    async def _resume(self, call: Call, p, view, broken: OpenStream, fault: BaseException,
+                      said: _Said) -> OpenStream | None:
+        """A stream cut after it produced text goes on from another candidate, which is given the
+        text so far and asked to continue (LiteLLM calls this a mid-stream fallback). Not for tool
+        calls or several choices, whose half cannot be continued; None when it cannot resume."""
+        if not settings.AFMTS_GATEWAY_STREAM_RESUME or not said.resumable:
+            return None
+        call.resumed_from.append(broken.model.pk)
+        await close_stream(broken.rest)
+        tried = set(call.resumed_from)
+        rest = Plan(policy=p.policy, candidates=[c for c in p.candidates if c.model.pk not in tried])
+        original = call.body
+        if said.text:
+            call.body = {**original, "messages": [*original["messages"], {"role": "assistant", "content": said.text},
+                                                  {"role": "user", "content": CONTINUE}]}
+        try:
+            resumed = await attempt(call, rest, view, method="chat", stream=True)
+        except GatewayError:
+            call.served_by = broken.model
+            return None
+        finally:
+            call.body = original
+        finish_stream(call, broken, None, fault)  # the model that broke: its failure counts
+        call.served_by = resumed.model
+        return resumed
 
     async def completions(self, scope, receive, send, *, headers, principal, request_id, started) -> None:
         body = await self._body(receive)

@@ -81,6 +81,7 @@ class Call:
     outcome: Outcome | None = None
     served_by: ModelView | None = None
     recorded: bool = False
+    resumed_from: list[int] = field(default_factory=list)  # models whose stream broke mid-way
 
     def remaining(self) -> float:
         return self.deadline - time.perf_counter()
@@ -115,7 +116,7 @@ def _upstream_body(body: dict[str, Any], m: ModelView) -> dict[str, Any]:
     return {**body, "model": m.public_id.split("/", 1)[1]}
 
 
-def _summary(m: ModelView, exc: BaseException) -> str:
+def summarize(m: ModelView, exc: BaseException) -> str:
     """Why an attempt failed, in our words: upstream text is untrusted (it can quote secrets)."""
     if isinstance(exc, QuotaUsed):
         return f"{m.public_id}: {exc}"
@@ -280,7 +281,7 @@ async def attempt(call: Call, plan: Plan, view: View, *, method: str, stream: bo
             if not finished:
                 live.finished(m)
                 if upstream is not None:
-                    await _close(upstream)
+                    await close_stream(upstream)
         latency = time.perf_counter() - t0
         call.upstream_seconds += latency
         if not _failed(call, m, error, time.time(), latency):
@@ -292,7 +293,7 @@ async def attempt(call: Call, plan: Plan, view: View, *, method: str, stream: bo
         until = None
         if isinstance(error, RateLimited):
             until = time.time() + (error.retry_after or live.rate_limit_cooldown)
-        errors.append((error, _summary(m, error), until))
+        errors.append((error, summarize(m, error), until))
     if too_long is not None and not errors:
         raise _client_error(*too_long)
     if too_long is not None:
@@ -300,7 +301,7 @@ async def attempt(call: Call, plan: Plan, view: View, *, method: str, stream: bo
     raise _exhausted(plan, errors, deadline_hit)
 
 
-async def _close(stream) -> None:
+async def close_stream(stream) -> None:
     try:
         await stream.aclose()
     except BaseException:  # noqa: BLE001 - closing a broken upstream stream, even while cancelled

@@ -171,3 +171,40 @@ def test_a_bug_on_the_anthropic_endpoint_answers_in_anthropics_envelope(gateway,
 
     assert response.status_code == 500
     assert response.json()["type"] == "error" and response.json()["error"]["type"] == "api_error"
+
+
+def test_a_stream_cut_mid_way_goes_on_from_the_next_candidate(gateway, user_secret, two_providers, fake):
+    fake.state.push("groq", "cut")
+
+    with httpx.stream("POST", f"{gateway}/v1/chat/completions", timeout=20,
+                      headers={"authorization": f"Bearer {user_secret}"},
+                      json={"model": "auto", "messages": HI, "stream": True}) as response:
+        lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+
+    assert lines[-1] == "data: [DONE]" and not any('"error"' in line for line in lines)
+    models = {__import__("json").loads(line[6:])["model"] for line in lines[:-1]}
+    assert models == {"groq/llama-3.1-8b-instant", "openai/gpt-4o-mini"}
+    continued = fake.state.requests("openai")[-1]["body"]["messages"]
+    assert continued[0] == HI[0] and continued[1]["role"] == "assistant" and continued[1]["content"]
+    assert continued[2]["role"] == "user"  # asked to continue where the text stopped
+    flush()
+    record = UsageRecord.objects.get()
+    assert (record.status, record.public_id, record.attempts) == ("ok", "openai/gpt-4o-mini", 2)
+    assert breaker("groq/llama-3.1-8b-instant")["recentFailures"] == 1
+
+
+def test_a_cut_tool_call_stream_is_not_continued(gateway, user_secret, provider, fake):
+    caps = {"capabilities": ["text-generation", "streaming", "function-calling"]}
+    provider("groq", models=[{**FREE, **caps}])
+    provider("openai", models=[{**PAID, **caps}])
+    fake.state.push("groq", "cut")
+    tools = [{"type": "function", "function": {"name": "multiply", "parameters": {"type": "object", "properties": {}}}}]
+
+    with httpx.stream("POST", f"{gateway}/v1/chat/completions", timeout=20,
+                      headers={"authorization": f"Bearer {user_secret}"},
+                      json={"model": "auto", "messages": HI, "stream": True, "tools": tools}) as response:
+        lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+
+    assert any("tool_calls" in line for line in lines)  # half a tool call reached the client ...
+    assert "stream_interrupted" in lines[-1]  # ... so the stream ends honestly
+    assert fake.state.requests("openai") == []
