@@ -390,6 +390,9 @@ AFMTS_USAGE_RETRY_MAX_SECONDS = env.float("AFMTS_USAGE_RETRY_MAX_SECONDS", defau
 AFMTS_USAGE_SPILL_DIR = env("AFMTS_USAGE_SPILL_DIR", default=str(DATA_DIR / "usage-spill"))
 # The paid model savings are measured against (public id); empty = the cheapest comparable one.
 AFMTS_REFERENCE_MODEL = env("AFMTS_REFERENCE_MODEL", default="")
+# Operators' own free-tier and price tables (same format as routing/providers/*.json); empty = shipped.
+AFMTS_FREE_TIERS_FILE = env("AFMTS_FREE_TIERS_FILE", default="")
+AFMTS_PRICES_FILE = env("AFMTS_PRICES_FILE", default="")
 # Retention (analytics.rollups): raw usage records, then minute, hour and day rollups, in days. Hour
 # rollups are kept at least as long as raw records (an old hour is rebuilt from them).
 METRICS_RETENTION_DAYS = env.int("METRICS_RETENTION_DAYS", default=30)

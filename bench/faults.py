@@ -82,10 +82,7 @@ PREFIX = f"fb{os.getpid()}"  # request ids of this run: usage rows are counted b
 
 SETUP = """
 import json
-from django.conf import settings
 from registry import services
-# afmts/settings.py does not read AFMTS_FREE_TIERS_FILE from the environment (yet): set it here, for discovery.
-settings.AFMTS_FREE_TIERS_FILE = {tiers!r}
 from registry.tracker import discover
 base = {base!r}
 for slug, path in {providers!r}.items():
@@ -426,8 +423,7 @@ class Bench:
         manage = [MAIN_PYTHON, str(ROOT / "manage.py")]
         log("migrating")
         run(manage + ["migrate", "--noinput", "-v", "0"], 600, env=env, cwd=ROOT, what="manage.py migrate")
-        out = run(manage + ["shell", "-c", SETUP.format(base=self.fake_url, providers=PROVIDERS,
-                                                               tiers=env["AFMTS_FREE_TIERS_FILE"])], 300, env=env,
+        out = run(manage + ["shell", "-c", SETUP.format(base=self.fake_url, providers=PROVIDERS)], 300, env=env,
                   cwd=ROOT, what="providers, key and discovery")
         setup = json.loads(next(line for line in out.splitlines() if line.startswith("BENCH_JSON "))[11:])
         self.key = setup["secret"]

@@ -43,11 +43,11 @@ def _load(path: str) -> dict[str, Any]:
 
 
 def free_tiers() -> dict[str, Any]:
-    return _load(str(getattr(settings, "AFMTS_FREE_TIERS_FILE", None) or HERE / "free_tiers.json"))
+    return _load(str(settings.AFMTS_FREE_TIERS_FILE or HERE / "free_tiers.json"))
 
 
 def prices() -> dict[str, Any]:
-    return _load(str(getattr(settings, "AFMTS_PRICES_FILE", None) or HERE / "prices.json"))
+    return _load(str(settings.AFMTS_PRICES_FILE or HERE / "prices.json"))
 
 
 def _quota(values: dict[str, Any] | None) -> dict[str, int | None]:
