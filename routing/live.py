@@ -327,13 +327,17 @@ class LiveState(Live):
     def observe(self, m: ModelView, info, now: float) -> None:
         """The provider's rate-limit report (RateLimitInfo) for this model's scope."""
         fields: dict[str, Any] = {}
+        retry_after = getattr(info, "retry_after", None)
         for window, seen in (getattr(info, "windows", None) or {}).items():
             if window not in WINDOWS or seen.remaining is None:
                 continue
             reset = seen.reset if seen.reset is not None else WINDOWS[window]
+            if retry_after and seen.remaining <= 0:
+                # A 429's Retry-After says when a request will pass again; an emptied window's reset
+                # is when it is full again (providers refill continuously): the first one decides.
+                reset = min(reset, float(retry_after))
             fields[f"obs:{window}"] = {"limit": seen.limit, "remaining": seen.remaining, "reset_at": now + reset, "at": now}
             fields[f"since:{window}"] = 0
-        retry_after = getattr(info, "retry_after", None)
         if retry_after:
             fields["blocked_until"] = now + float(retry_after)
         if fields:

@@ -89,6 +89,15 @@ def test_retry_after_cools_the_scope_down_until_then(live, free_model):
     assert live.blocked(free_model, T0 + 7.5) is None
 
 
+def test_a_429s_retry_after_decides_even_when_its_window_reads_empty(live, free_model):
+    # Groq/OpenAI-style: remaining 0 with a full-window reset of 50 s, but "retry after 2 s".
+    info = RateLimitInfo(retry_after=2, windows={"requests/minute": RateLimitWindow(limit=30, remaining=0, reset=50)})
+    live.observe(free_model, info, now=T0)
+
+    assert live.blocked(free_model, T0 + 1)[1] == T0 + 2
+    assert live.blocked(free_model, T0 + 3) is None
+
+
 def test_a_429_cools_a_paid_model_down_too(live, make_model):
     make_model("gpt", input_price=1, output_price=1)
     paid = snapshot().by_public_id["openai/gpt"]
