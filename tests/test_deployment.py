@@ -299,3 +299,132 @@ def test_make_prod_check_passes_with_no_warning():
                           timeout=300)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     assert "no issues" in done.stdout
+
+
+def test_nginx_proxies_tls_websockets_unbuffered_streams_and_the_apps_body_limits(tmp_path):
+    """nginx with docker/nginx/nginx.conf, unchanged, in a private network namespace (its ports 80
+    and 443 are its own there) with `web` resolving to a stand-in upstream on 127.0.0.1:3001, driven
+    over real TLS by `python tests/test_deployment.py probe` (below, run inside the namespace)."""
+    unshare, openssl = shutil.which("unshare"), shutil.which("openssl")
+    if not Path("/usr/sbin/nginx").exists() or not unshare or not openssl or not shutil.which("ip"):
+        tool_missing("nginx, unshare, ip or openssl")
+    shutil.copy(DOCKER / "nginx" / "nginx.conf", tmp_path / "nginx.conf")
+    shutil.copy("/etc/nginx/mime.types", tmp_path / "mime.types")
+    (tmp_path / "certs").mkdir()
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=afmts.example.com",
+                    "-keyout", str(tmp_path / "certs/privkey.pem"), "-out", str(tmp_path / "certs/fullchain.pem")],
+                   check=True, capture_output=True, timeout=30)
+    (tmp_path / "hosts").write_text("127.0.0.1 localhost\n127.0.0.1 web\n")
+    inner = (f"ip link set lo up && mount --bind {tmp_path}/hosts /etc/hosts && "
+             f"exec {sys.executable} {Path(__file__).resolve()} probe {tmp_path}")
+    done = subprocess.run([unshare, "-m", "-n", "sh", "-c", inner], capture_output=True, text=True, timeout=90, cwd=ROOT)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+
+    assert seen["http"] == [301, "https://afmts.example.com/api/models"]
+    # The upstream sees the client nginx saw, never one the client wrote, and that it came over TLS.
+    assert seen["forwarded"] == {"host": "afmts.example.com", "for": "127.0.0.1", "proto": "https", "real_ip": "127.0.0.1"}
+    # 1 MiB on the REST API, 20 MiB on the gateway, each refused in its endpoint's JSON envelope.
+    assert seen["api_2mib"][0] == 413 and seen["api_2mib"][1]["error"]["code"] == "request_too_large"
+    assert seen["v1_2mib"] == 200
+    assert seen["v1_21mib"][0] == 413 and seen["v1_21mib"][1]["error"]["code"] == "request_too_large"
+    assert seen["messages_21mib"][0] == 413 and seen["messages_21mib"][1]["error"]["type"] == "request_too_large"
+    # A stream's first event reaches the client while the upstream still holds the stream open.
+    assert seen["sse"] == ["data: first", "data: second"]
+    # WebSockets upgrade on /ws/events/ and on / (the seeds' clients).
+    assert seen["ws"] == {"/ws/events/": "echo:ping", "/": "echo:ping"}
+
+
+def probe(folder: Path) -> dict:
+    """Inside the namespace: a stand-in upstream on 127.0.0.1:3001 (aiohttp), nginx, and a client."""
+    import asyncio
+    import ssl
+
+    from aiohttp import WSMsgType, web
+    from websockets.asyncio.client import connect
+
+    seen: dict = {}
+    acked = asyncio.Event()
+
+    async def echo(request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            ws = web.WebSocketResponse()
+            await ws.prepare(request)
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    await ws.send_str(f"echo:{msg.data}")
+            return ws
+        await request.read()
+        headers = request.headers
+        return web.json_response({"host": headers.get("Host"), "for": headers.get("X-Forwarded-For"),
+                                  "proto": headers.get("X-Forwarded-Proto"), "real_ip": headers.get("X-Real-IP")})
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b"data: first\n\n")
+        await asyncio.wait_for(acked.wait(), 20)  # sent on only once the client has the first event
+        await response.write(b"data: second\n\n")
+        await response.write_eof()
+        return response
+
+    async def ack(request: web.Request) -> web.Response:
+        acked.set()
+        return web.Response(text="ok")
+
+    async def main() -> None:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_get("/v1/stream", stream)
+        app.router.add_post("/ack", ack)
+        app.router.add_route("*", "/{tail:.*}", echo)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 3001).start()
+        nginx = await asyncio.create_subprocess_exec(
+            "/usr/sbin/nginx", "-p", str(folder), "-c", str(folder / "nginx.conf"),
+            "-g", f"daemon off; pid {folder}/nginx.pid;", stdout=asyncio.subprocess.DEVNULL)
+        try:
+            await client()
+        finally:
+            nginx.terminate()
+            await nginx.wait()
+            await runner.cleanup()
+
+    async def client() -> None:
+        base, host = "https://127.0.0.1", {"Host": "afmts.example.com"}
+        async with httpx.AsyncClient(verify=False, timeout=20) as http:
+            for _ in range(100):
+                try:
+                    await http.get(f"{base}/health", headers=host)
+                    break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.05)
+            plain = await http.get("http://127.0.0.1/api/models", headers=host)
+            seen["http"] = [plain.status_code, plain.headers.get("location")]
+            seen["forwarded"] = (await http.get(f"{base}/api/models", headers={**host, "X-Forwarded-For": "6.6.6.6"})).json()
+            for name, path, size in [("api_2mib", "/api/models/register", 2), ("v1_2mib", "/v1/chat/completions", 2),
+                                     ("v1_21mib", "/v1/chat/completions", 21), ("messages_21mib", "/v1/messages", 21)]:
+                sent = await http.post(f"{base}{path}", headers=host, content=b"x" * (size * 1024 * 1024))
+                seen[name] = sent.status_code if sent.status_code == 200 else [sent.status_code, sent.json()]
+            events = []
+            async with http.stream("GET", f"{base}/v1/stream", headers=host) as reply:
+                async for line in reply.aiter_lines():
+                    if line:
+                        events.append(line)
+                        if len(events) == 1:
+                            await http.post(f"{base}/ack", headers=host)
+            seen["sse"] = events
+        tls = ssl.create_default_context()
+        tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE
+        seen["ws"] = {}
+        for path in ("/ws/events/", "/"):
+            async with connect(f"wss://afmts.example.com{path}", ssl=tls, host="127.0.0.1", port=443) as ws:
+                await ws.send("ping")
+                seen["ws"][path] = await ws.recv()
+
+    asyncio.run(main())
+    return seen
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["probe"]:
+    print(json.dumps(probe(Path(sys.argv[2]))))
