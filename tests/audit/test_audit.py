@@ -22,6 +22,14 @@ def _fresh_key_uses():
     key_uses._after_fork()
 
 
+@pytest.fixture
+def staff_client(client, django_user_model):
+    """A staff user logged in through the login form, as a person would (and as axes expects)."""
+    django_user_model.objects.create_superuser("admin", "admin@example.test", "admin-password-1")
+    assert client.post("/admin/login/", {"username": "admin", "password": "admin-password-1"}).status_code == 302
+    return client
+
+
 def entries(**filters) -> list[Entry]:
     return list(Entry.objects.filter(**filters).order_by("id"))
 
@@ -64,12 +72,12 @@ def test_x_forwarded_for_counts_only_from_a_trusted_proxy(admin_api, settings):
     assert {e.target: e.ip for e in entries(source="api")} == {"via-proxy": "198.51.100.9", "direct": "203.0.113.7"}
 
 
-def test_admin_site_actions_are_mirrored_with_the_address(admin_client, make_model):
+def test_admin_site_actions_are_mirrored_with_the_address(staff_client, make_model):
     one = make_model("gpt-4o-mini", provider="openai")
     many = [make_model(name, provider="openai") for name in ("a", "b")]
     meta = {"REMOTE_ADDR": "192.0.2.44", "HTTP_USER_AGENT": AGENT}
-    admin_client.post(reverse("admin:registry_aimodel_delete", args=[one.pk]), {"post": "yes"}, **meta)
-    admin_client.post(reverse("admin:registry_aimodel_changelist"), {
+    staff_client.post(reverse("admin:registry_aimodel_delete", args=[one.pk]), {"post": "yes"}, **meta)
+    staff_client.post(reverse("admin:registry_aimodel_changelist"), {
         "action": "delete_selected", "_selected_action": [m.pk for m in many], "post": "yes"}, **meta)
 
     assert AIModel.objects.count() == 0
@@ -112,15 +120,15 @@ def test_the_next_day_counts_as_a_first_use_again(db):
     assert key_uses.flush() == 2
 
 
-def test_the_audit_log_is_readable_filterable_and_read_only_in_admin(admin_client, admin_api):
+def test_the_audit_log_is_readable_filterable_and_read_only_in_admin(staff_client, admin_api):
     admin_api.post("/api/providers/", {"slug": "acme", "kind": "openai_compatible", "baseUrl": "http://127.0.0.1:9/v1"},
                    format="json")
     entry = entries(source="api")[0]
-    listing = admin_client.get("/admin/audit/entry/?action__exact=create&source__exact=api")
+    listing = staff_client.get("/admin/audit/entry/?action__exact=create&source__exact=api")
     assert listing.status_code == 200 and "acme" in listing.content.decode()
-    assert admin_client.get(f"/admin/audit/entry/{entry.pk}/change/").status_code == 200
-    assert admin_client.get("/admin/audit/entry/add/").status_code == 403
-    assert admin_client.post(f"/admin/audit/entry/{entry.pk}/change/", {"actor": "someone else"}).status_code == 403
-    assert admin_client.post(f"/admin/audit/entry/{entry.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert staff_client.get(f"/admin/audit/entry/{entry.pk}/change/").status_code == 200
+    assert staff_client.get("/admin/audit/entry/add/").status_code == 403
+    assert staff_client.post(f"/admin/audit/entry/{entry.pk}/change/", {"actor": "someone else"}).status_code == 403
+    assert staff_client.post(f"/admin/audit/entry/{entry.pk}/delete/", {"post": "yes"}).status_code == 403
     entry.refresh_from_db()
     assert entry.actor.startswith("test admin")

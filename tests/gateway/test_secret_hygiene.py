@@ -69,14 +69,15 @@ def _discover_and_probe(fake) -> None:
 
 
 def _admin_pages() -> list[str]:
-    user = get_user_model().objects.create_superuser("hygiene-staff", "staff@example.test", "pw-" + secrets.token_hex(8))
+    password = "pw-" + secrets.token_hex(8)
+    get_user_model().objects.create_superuser("hygiene-staff", "staff@example.test", password)
     client = Client()
-    client.force_login(user)
+    assert client.post("/admin/login/", {"username": "hygiene-staff", "password": password}).status_code == 302
     down = Event.objects.filter(event="provider_down").first()
     paths = ["/admin/registry/provider/", "/admin/registry/aimodel/", "/admin/registry/event/",
              *(f"/admin/registry/provider/{p.pk}/change/" for p in Provider.objects.all()),
              *(f"/admin/registry/aimodel/{m.pk}/change/" for m in AIModel.objects.all()),
-             *([f"/admin/registry/event/{down.pk}/change/"] if down else [])]
+             *([f"/admin/registry/event/{down.pk}/change/"] if down else []), "/admin/audit/entry/"]
     pages = []
     for path in paths:
         response = client.get(path)
