@@ -162,7 +162,7 @@ class AgentAdmin(PublishingAdmin):
 class ApiKeyForm(forms.ModelForm):
     class Meta:
         model = ApiKey
-        fields = ("name", "scope", "rate_limit_per_minute")
+        fields = ("name", "scope", "rate_limit_per_minute", "monthly_budget_usd")
 
 
 @admin.register(ApiKey)
@@ -170,7 +170,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
     """Keys are made with a secret shown once (in a message) and revoked, never edited into existence."""
 
     form = ApiKeyForm
-    list_display = ("name", "prefix", "scope", "rate_limit_per_minute", "created_at", "last_used_at", "revoked_at")
+    list_display = ("name", "prefix", "scope", "rate_limit_per_minute", "monthly_budget_usd", "budget_spent_usd",
+                    "created_at", "last_used_at", "revoked_at")
     list_filter = ("scope",)
     search_fields = ("name", "prefix")
     readonly_fields = ("prefix", "created_at", "last_used_at", "revoked_at")
@@ -186,6 +187,10 @@ class ApiKeyAdmin(admin.ModelAdmin):
             name=obj.name, scope=obj.scope, rate_limit_per_minute=obj.rate_limit_per_minute
         )
         obj.pk, obj.prefix, obj.hashed, obj.created_at = key.pk, key.prefix, key.hashed, key.created_at
+        if obj.monthly_budget_usd is not None:
+            from analytics.budgets import key_budget_set
+
+            key_budget_set(key=key, limit=obj.monthly_budget_usd)
         messages.warning(request, f"New API key (shown only now, copy it): {secret}")
 
     def delete_model(self, request, obj):
