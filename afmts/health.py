@@ -19,6 +19,8 @@ from django.core.cache import cache
 from django.db import close_old_connections, connection
 from django.http import JsonResponse
 
+from afmts.logging import sanitize
+
 CHECK_SECONDS = 1.0
 ESSENTIAL = ("database",)
 
@@ -36,7 +38,7 @@ async def _check(fn) -> dict:
     except TimeoutError:
         result = {"ok": False, "error": f"no answer within {CHECK_SECONDS:g} s"}
     except Exception as exc:  # noqa: BLE001 - any failure is reported, not raised
-        result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+        result = {"ok": False, "error": sanitize(f"{type(exc).__name__}: {exc}", 300)}
     result["ms"] = round((time.perf_counter() - started) * 1000, 2)
     return result
 

@@ -32,13 +32,15 @@ PATTERNS = (
     r"()\b(?-i:sk-|key-|xai-|gsk_|hf_)[A-Za-z0-9_\-]{8,}",
     r"()\b(?-i:afmts_)[A-Za-z0-9]{8,}",
     r"()\b(?-i:AIza)[0-9A-Za-z_\-]{20,}",
+    # A password in a URL (redis://:pw@host, postgres://user:pw@host), as connection errors quote it.
+    r"(\b[a-z][a-z0-9+.\-]*://[^\s:/@]*:)[^\s@/]+(?=@)",
 )
 SECRET_RE = re.compile("|".join(f"(?:{p})" for p in PATTERNS), re.IGNORECASE)
 # Literals every pattern needs (lower case). Text with none of them skips the regex: most text
 # (a discovery cycle's model descriptions) has none, and the regex costs ~0.1 µs per character.
 TRIGGERS = ("bearer", "basic", "authorization", "api_key", "api-key", "apikey", "api key", "access_token",
             "access-token", "accesstoken", "client_secret", "client-secret", "clientsecret", "key=", "token=",
-            "auth=", "sk-", "key-", "xai-", "gsk_", "hf_", "afmts_", "aiza")
+            "auth=", "sk-", "key-", "xai-", "gsk_", "hf_", "afmts_", "aiza", "://")
 
 _known: frozenset[str] = frozenset()
 _known_re: re.Pattern[str] | None = None

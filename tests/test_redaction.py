@@ -125,3 +125,13 @@ def test_celery_worker_handlers_are_redacted(tmp_path):
 def test_the_servers_loggers_write_through_the_redacting_handler(name):
     assert settings.LOGGING["loggers"][name]["handlers"] == ["console"]
     assert "secrets" in settings.LOGGING["handlers"]["console"]["filters"]
+
+
+def test_a_password_in_a_url_is_masked():
+    from afmts.logging import redact
+
+    text = "Error 111 connecting to redis://:hunter22@10.0.0.1:6379; postgres://app:s3cret@db:5432/afmts"
+    masked = redact(text)
+    assert "hunter22" not in masked and "s3cret" not in masked
+    assert "redis://:***@10.0.0.1:6379" in masked and "postgres://app:***@db:5432/afmts" in masked
+    assert redact("see http://example.com/a@b") == "see http://example.com/a@b"
