@@ -248,7 +248,7 @@ AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=10)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-AXES_CLIENT_IP_CALLABLE = "routing.limits.request_ip"
+AXES_CLIENT_IP_CALLABLE = "routing.limits.axes_ip"
 AXES_LOCKOUT_CALLABLE = "afmts.security.lockout_response"
 
 # CORS: only these origins (comma-separated scheme://host[:port]) may call /api/* and /v1/* from a

@@ -95,8 +95,19 @@ def client_ip(peer: str | None, forwarded_for: str | None = None) -> str:
 
 
 def request_ip(request) -> str:
-    """client_ip of a Django request (also AXES_CLIENT_IP_CALLABLE)."""
+    """client_ip of a Django request."""
     return client_ip(request.META.get("REMOTE_ADDR"), request.META.get("HTTP_X_FORWARDED_FOR"))
+
+
+def axes_ip(request) -> str | None:
+    """AXES_CLIENT_IP_CALLABLE: request_ip, or None when it is not an address (axes stores it in an
+    address column; a request made in code, such as a test's force_login, has none)."""
+    ip = request_ip(request)
+    try:
+        ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    return ip
 
 
 def scope_ip(scope: dict, headers: dict[str, str]) -> str:
