@@ -19,6 +19,8 @@ def setup(prefix: str) -> Path:
     os.environ["AFMTS_DATA_DIR"] = str(data_dir)
     os.environ["DJANGO_SETTINGS_MODULE"] = "afmts.settings"
     os.environ.setdefault("LOG_LEVEL", "WARNING")
+    # The fake providers play hosted kinds (groq, openai, ...) on 127.0.0.1: the operator allows that.
+    os.environ.setdefault("AFMTS_ALLOW_PRIVATE_UPSTREAMS", "1")
     sys.path.insert(0, str(ROOT))
 
     import django
