@@ -7,7 +7,7 @@ import logging
 import os
 
 from celery import Celery
-from celery.signals import after_setup_logger, after_setup_task_logger
+from celery.signals import after_setup_logger, after_setup_task_logger, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "afmts.settings")
 
@@ -25,3 +25,10 @@ def _redact_logs(logger: logging.Logger, **kwargs) -> None:
 
     install(logger.handlers)
     install(logging.getLogger().handlers)
+
+
+@worker_ready.connect
+def _serve_metrics(**kwargs) -> None:
+    from afmts.metrics import serve_worker_metrics  # not at import: settings name the metrics folder first
+
+    serve_worker_metrics()

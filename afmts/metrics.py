@@ -113,6 +113,23 @@ def _process_exit(**_: object) -> None:
         multiprocess.mark_process_dead(os.getpid())
 
 
+def serve_worker_metrics() -> None:
+    """At a Celery worker's start (afmts.celery): a worker whose metrics folder no web process reads
+    (its own container) serves it on AFMTS_WORKER_METRICS_PORT for Prometheus to scrape; 0 (the
+    default) serves nothing: on one machine the web processes already read the worker's files."""
+    from django.conf import settings
+
+    port = getattr(settings, "AFMTS_WORKER_METRICS_PORT", 0)
+    if not port:
+        return
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry(auto_describe=False)
+    MultiProcessCollector(registry)
+    start_http_server(port, addr=settings.AFMTS_WORKER_METRICS_ADDRESS, registry=registry)
+
+
 try:  # a Celery pool process exiting: drop its live gauges, if any series ever has one
     from celery.signals import worker_process_shutdown
 
@@ -129,10 +146,10 @@ def metrics(request):
     all but admin keys)."""
     from django.conf import settings
     from django.http import HttpResponse
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+    from prometheus_client import CONTENT_TYPE_LATEST
 
     from afmts.errors import error_response
-    from analytics.metrics import scrape_registry
+    from analytics.metrics import render
     from registry.auth import principal_for_secret, secret_from_headers
 
     if settings.AFMTS_METRICS_REQUIRE_KEY:
@@ -142,4 +159,4 @@ def metrics(request):
             return error_response(401, "A valid API key is needed for /metrics.", code="missing_api_key")
         if not principal.is_admin:
             return error_response(403, "/metrics needs an admin API key.", code="permission_denied")
-    return HttpResponse(generate_latest(scrape_registry()), content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(render(), content_type=CONTENT_TYPE_LATEST)

@@ -1,35 +1,29 @@
-"""GET /metrics sees the gateway: after known traffic, parsed with prometheus_client's own text
-parser, the gateway series and the seed's names carry the values the traffic implies; labels carry
-no user input and no secret; a scrape's queries do not grow with the registry; discovery is timed;
-and two processes' traffic is summed by a scrape of either."""
+"""GET /metrics across processes: two servers' traffic is summed by a scrape of either, a worker in
+a container of its own serves its series, serve removes dead processes' files; a scrape's queries do
+not grow with the registry; discovery is timed and lost usage records counted. (After known gateway
+traffic, names and values: tests/gateway/test_metrics.py.)"""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
+import sys
 import time
-from decimal import Decimal
+from pathlib import Path
 
 import httpx
 import pytest
 from django.db import connection
-from django.db.models import Sum
 from django.test.utils import CaptureQueriesContext
 from prometheus_client.parser import text_string_to_metric_families
 
 from afmts import metrics as series
-from analytics.models import UsageRecord
 from registry import services, version
 from registry.models import AIModel
-from registry.selectors import snapshot
 from routing.fakes import KEY
-from routing.gateway.runtime import runtime
 from tests.analytics.test_usage_durability import database_url_under_test, seed, server_env, start_gateway
-from tests.gateway.conftest import flush, gateway, gateway_url, provider, user_secret  # noqa: F401 - fixtures
 
-FREE = {"model_id": "llama-3.1-8b-instant", "is_free": True, "free_rpm": 30}
-# The paid model savings are measured against (same type, a superset of the free model's capabilities).
-PAID = {"model_id": "gpt-4o-mini", "input_price": "0.15", "output_price": "0.6"}
 CHAT = [{"role": "user", "content": "hi"}]
 
 Samples = dict[tuple[str, frozenset], float]
@@ -57,109 +51,6 @@ def total(samples: Samples, name: str, **labels: str) -> float:
 
 def delta(after: Samples, before: Samples, name: str, **labels: str) -> float:
     return value(after, name, **labels) - value(before, name, **labels)
-
-
-@pytest.fixture
-def catalog(provider):
-    series.clean_dead()  # earlier runs' files: this process's counts are what the deltas measure
-    provider("groq", models=[FREE])
-    provider("openai", models=[PAID])
-
-
-def test_metrics_after_known_traffic_carry_its_names_and_values(client, gateway, catalog, user_secret):
-    before, _ = scrape(client)
-    auth = {"authorization": f"Bearer {user_secret}"}
-    with httpx.Client(base_url=gateway, timeout=10) as http:
-        for _ in range(3):
-            assert http.post("/v1/chat/completions", json={"model": "free", "messages": CHAT}, headers=auth).status_code == 200
-        with http.stream("POST", "/v1/chat/completions", headers=auth,
-                         json={"model": "groq/llama-3.1-8b-instant", "messages": CHAT, "stream": True}) as reply:
-            assert reply.status_code == 200
-            reply.read()
-        assert http.post("/v1/chat/completions", json={"model": "openai/gpt-4o-mini", "messages": CHAT},
-                         headers=auth).status_code == 200
-        assert http.post("/v1/chat/completions", json={"model": "no-such/model", "messages": CHAT},
-                         headers=auth).status_code == 404
-        assert http.post("/v1/chat/completions", json={"model": "free", "messages": CHAT}).status_code == 401
-    assert flush() == 5  # the usage series are counted from the recorder's batches
-    after, _ = scrape(client)
-
-    free, paid = "groq/llama-3.1-8b-instant", "openai/gpt-4o-mini"
-    requests = "afmts_gateway_requests_total"
-    assert delta(after, before, requests, endpoint="chat.completions", provider="groq", model=free, status="ok") == 4
-    assert delta(after, before, requests, endpoint="chat.completions", provider="openai", model=paid, status="ok") == 1
-    assert delta(after, before, requests, endpoint="chat.completions", provider="none", model="none",
-                 status="model_not_found") == 1
-    assert delta(after, before, requests, endpoint="chat.completions", provider="none", model="none",
-                 status="missing_api_key") == 1
-    assert delta(after, before, "registry_requests_total") == 7  # the refused ones too
-    assert delta(after, before, "registry_response_time_seconds_count") == 5
-    assert delta(after, before, "afmts_gateway_latency_seconds_count", endpoint="chat.completions", provider="groq",
-                 model=free) == 4
-    assert delta(after, before, "afmts_gateway_latency_seconds_bucket", endpoint="chat.completions", provider="groq",
-                 model=free, le="+Inf") == 4
-    assert delta(after, before, "afmts_ttft_seconds_count", provider="groq", model=free) == 1
-    assert delta(after, before, "afmts_gateway_overhead_seconds_count", endpoint="chat.completions") == 5
-    assert delta(after, before, "afmts_fallbacks_total", endpoint="chat.completions") == 0
-
-    rows = UsageRecord.objects.all()
-    for direction, column in (("in", "tokens_in"), ("out", "tokens_out")):
-        for slug in ("groq", "openai"):
-            expected = rows.filter(provider=slug).aggregate(n=Sum(column))["n"]
-            assert expected > 0
-            assert delta(after, before, "afmts_tokens_total", direction=direction, provider=slug) == expected
-    # Spend and savings, exact in Decimal in the rows, as floats here.
-    spent = rows.filter(provider="openai").aggregate(c=Sum("cost"))["c"]
-    assert spent > 0
-    assert delta(after, before, "afmts_cost_usd_total", provider="openai") == pytest.approx(float(spent), rel=1e-9)
-    assert delta(after, before, "afmts_cost_usd_total", provider="groq") == 0
-    reference = rows.filter(provider="groq").aggregate(r=Sum("reference_cost"))["r"]
-    assert reference > Decimal(0) and set(rows.filter(provider="groq").values_list("reference_model", flat=True)) == {paid}
-    assert delta(after, before, "afmts_saved_usd_total", provider="groq") == pytest.approx(float(reference), rel=1e-9)
-    assert delta(after, before, "afmts_saved_usd_total", provider="openai") == 0  # it is the reference
-
-    # The seed's names: gauges from the registry and from the summed series.
-    assert value(after, "registry_models_active") == 2
-    assert value(after, "registry_agents_total") == 0
-    assert value(after, "afmts_free_models", provider="groq") == 1
-    assert value(after, "afmts_free_models", provider="openai") == 0
-    latency_sum = value(after, "registry_response_time_seconds_sum")
-    latency_count = value(after, "registry_response_time_seconds_count")
-    assert value(after, "registry_response_time_avg") == pytest.approx(latency_sum / latency_count * 1000, rel=1e-3)
-    errors = sum(v for (n, ls), v in after.items() if n == requests and ("status", "ok") not in ls)
-    assert value(after, "registry_error_rate") == pytest.approx(errors / total(after, requests), abs=1e-6)
-
-    # Quota left and breakers: this process's live routing state, as the router reads it.
-    model = snapshot().by_public_id[free]
-    left = runtime.live.quota_view(model, time.time())["windows"]["requests/minute"]["remaining"]
-    assert left <= 30 - 4
-    assert value(after, "afmts_free_quota_remaining", provider="groq", model=free, window="requests/minute") == left
-    runtime.live.breakers.trip(f"model:{model.pk}", time.time())
-    runtime.live.breakers.trip("provider:openai", time.time())
-    now, _ = scrape(client)
-    assert value(now, "afmts_circuit_state", provider="groq", model=free) == 2
-    assert value(now, "afmts_circuit_state", provider="openai", model="") == 2
-
-
-def test_labels_carry_neither_user_input_nor_a_secret(client, gateway, catalog, user_secret):
-    typed = "sk-user-typed-0123456789abcdef"
-    with httpx.Client(base_url=gateway, timeout=10) as http:
-        http.post("/v1/chat/completions", json={"model": typed, "messages": CHAT},
-                  headers={"authorization": f"Bearer {user_secret}", "x-request-id": "req-label-probe-42"})
-        http.post("/v1/chat/completions", json={"model": "free", "messages": CHAT},
-                  headers={"authorization": f"Bearer {user_secret}", "x-request-id": "req-label-probe-43"})
-        http.post("/v1/chat/completions", json={"model": "free", "messages": CHAT},
-                  headers={"authorization": "Bearer afmts_not-a-real-key-0123456789"})
-    flush()
-    _, text = scrape(client)
-
-    for leaked in (typed, "req-label-probe", user_secret, user_secret[:16], "afmts_not-a-real-key", KEY):
-        assert leaked not in text
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if "model" in s.labels:
-                assert s.labels["model"] in ("", "none") or s.labels["model"] in {
-                    "groq/llama-3.1-8b-instant", "openai/gpt-4o-mini"}, s
 
 
 def test_a_scrape_queries_the_same_whatever_the_number_of_models(client, db, make_provider):
@@ -255,3 +146,95 @@ def test_serve_removes_the_files_of_processes_no_longer_running(tmp_path):
 
     assert series.clean_dead(tmp_path) == 2
     assert [p.name for p in tmp_path.iterdir()] == [running.name]
+
+
+def test_a_usage_record_the_database_refuses_is_counted_as_dropped(client, db, settings, tmp_path):
+    from analytics.recorder import Outcome, Recorder
+
+    settings.AFMTS_USAGE_FLUSH_SECONDS = 3600
+    settings.AFMTS_USAGE_SPILL_DIR = str(tmp_path / "spill")
+    rec = Recorder()
+    try:
+        before, _ = scrape(client)
+        for n, tokens in enumerate((5, -1, 7)):  # a negative count breaks the column's check
+            rec.add(Outcome(ts=time.time(), request_id=f"req-{n}", endpoint="chat.completions", requested_model="auto",
+                            tokens_in=tokens))
+        rec.flush()
+        after, _ = scrape(client)
+    finally:
+        rec._stopping = True
+        rec._wake.set()
+
+    assert rec.dropped == 1
+    assert delta(after, before, "afmts_usage_records_dropped_total") == 1
+    # Counted as requests whatever became of their rows.
+    assert delta(after, before, "afmts_gateway_requests_total", endpoint="chat.completions", provider="none",
+                 model="none", status="ok") == 3
+
+
+def test_a_worker_in_a_container_of_its_own_serves_its_series(tmp_path):
+    env = server_env("", tmp_path)
+    for name in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"):
+        env.pop(name, None)
+    env.pop("AFMTS_METRICS_DIR", None)
+    port = _free_port()
+    env.update({"AFMTS_WORKER_METRICS_PORT": str(port), "AFMTS_WORKER_METRICS_ADDRESS": "127.0.0.1"})
+    # A discovery error counted by one of the worker's processes (here: an earlier one).
+    code = "from afmts.metrics import discovery_errors; discovery_errors.labels('groq').inc(3)"
+    subprocess.run([*MANAGE, "shell", "-c", code], cwd=ROOT, env=env, check=True, capture_output=True, timeout=60)
+    log = tmp_path / "worker.log"
+    with open(log, "w") as out:
+        worker = subprocess.Popen([*CELERY, "worker", "--pool", "solo", "-l", "warning"], cwd=ROOT, env=env,
+                                  stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert worker.poll() is None, log.read_text()[-3000:]
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(0.2)
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+    assert value(_parse(text), "afmts_discovery_errors_total", provider="groq") == 3
+
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+MANAGE = [sys.executable, "manage.py"]
+CELERY = [sys.executable, "-m", "celery", "-A", "afmts"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_the_served_text_says_what_prometheus_client_would(db, make_provider):
+    from prometheus_client import generate_latest
+
+    from analytics.metrics import observe_usage, render, scrape_registry
+    from analytics.recorder import Outcome
+
+    make_provider("groq")
+    before = _parse(render().decode())
+    odd = 'groq/a "quoted" \\ model\nid'  # model ids come from providers: escaped, never broken
+    observe_usage([
+        Outcome(ts=time.time(), request_id=f"r{n}", endpoint="chat.completions", requested_model="auto",
+                public_id=public_id, provider="groq", latency_ms=40.0 * n, ttft_ms=5.0, overhead_ms=0.3,
+                tokens_in=3, tokens_out=4, attempts=1 + n % 2, status="ok" if n % 3 else "upstream_timeout",
+                http_status=200 if n % 3 else 504)
+        for n, public_id in enumerate(["groq/llama", odd] * 5)
+    ])
+
+    served, reference = _parse(render().decode()), _parse(generate_latest(scrape_registry()).decode())
+
+    assert served == reference
+    assert delta(served, before, "afmts_ttft_seconds_count", provider="groq", model=odd) == 5
