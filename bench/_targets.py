@@ -389,7 +389,7 @@ class AfmtsTarget(Target):
         manage = [MAIN_PYTHON, str(ROOT / "manage.py")]
         try:
             run(manage + ["migrate", "--noinput", "-v", "0"], 300, env=env, cwd=ROOT, what="manage.py migrate")
-            secret = run(manage + ["createapikey", "bench", "--scope", "admin", "--quiet"], 120, env=env, cwd=ROOT,
+            secret = run(manage + ["createapikey", "bench", "--scope", "admin", "--rate-limit", "0", "--quiet"], 120, env=env, cwd=ROOT,
                          what="manage.py createapikey").strip().splitlines()[-1].strip()
             run(manage + ["register_provider", "openai_compatible", "--slug", "bench", "--base-url", self.nginx.url],
                 120, env=env, cwd=ROOT, what="manage.py register_provider")
