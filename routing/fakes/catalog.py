@@ -3,6 +3,7 @@ captures in ../shared/provider-captures/listings show): free and paid models for
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 T0 = 1747143320  # a fixed `created`, like Mistral's real listing
@@ -187,4 +188,86 @@ OLLAMA = [
      "size": 4733363377, "digest": "8dd30f6b0cb19f555f2c7a7ebda861449ea2cc76bf1f44e262931f45fc81d081",
      "details": {"parent_model": "", "format": "gguf", "family": "llama", "families": ["llama", "clip"],
                  "parameter_size": "7B", "quantization_level": "Q4_0"}},
+]
+
+# NVIDIA NIM: OpenAI's list with NVIDIA's constant `created` (the real capture, 2026-02-24).
+NVIDIA = [_oai(m, m.split("/", 1)[0], 735790403) for m in (
+    "meta/llama-3.3-70b-instruct", "deepseek-ai/deepseek-r1", "nvidia/llama-3.1-nemotron-70b-instruct",
+    "baai/bge-m3")]
+
+
+def _cohere(name: str, endpoints: tuple[str, ...], ctx: int, features: tuple[str, ...] = (),
+            vision: bool = False, deprecated: bool = False, default: tuple[str, ...] = ()) -> dict[str, Any]:
+    """An element of GET /v1/models (https://docs.cohere.com/v1/reference/list-models)."""
+    return {"name": name, "endpoints": list(endpoints), "finetuned": False, "context_length": ctx,
+            "tokenizer_url": f"https://storage.googleapis.com/cohere-public/tokenizers/{name}.json",
+            "supports_vision": vision, "features": list(features), "default_endpoints": list(default),
+            "is_deprecated": deprecated}
+
+
+COHERE = [
+    _cohere("command-a-03-2025", ("chat",), 256000, ("json_mode", "json_schema", "safety_modes", "strict_tools",
+                                                     "tool_choice", "tools"), default=("chat",)),
+    _cohere("command-r7b-12-2024", ("chat",), 128000, ("json_mode", "json_schema", "tools")),
+    _cohere("command-a-vision-07-2025", ("chat",), 128000, ("json_mode",), vision=True),
+    _cohere("command-r-03-2024", ("chat",), 128000, ("tools",), deprecated=True),
+    _cohere("embed-v4.0", ("embed",), 128000, default=("embed",)),
+    _cohere("rerank-v3.5", ("rerank",), 4096, default=("rerank",)),
+]
+
+
+def _cf(name: str, task: str, props: dict[str, Any], desc: str = "") -> dict[str, Any]:
+    """An element of GET /accounts/{id}/ai/models/search (AiModelsSearchObject in @cloudflare/workers-types)."""
+    uid = f"{zlib.crc32(name.encode()) % 10**8:08d}-0000-4000-8000-000000000000"
+    return {"id": uid, "source": 1, "name": name, "description": desc or f"{name}, served by the fake provider.",
+            "task": {"id": f"{zlib.crc32(task.encode()) % 10**8:08d}-0000-4000-8000-000000000001", "name": task,
+                     "description": f"{task} models."},
+            "tags": [], "properties": [{"property_id": k, "value": v} for k, v in props.items()]}
+
+
+def _cf_price(inp: float, out: float) -> list[dict[str, Any]]:
+    return [{"unit": "per M input tokens", "price": inp, "currency": "USD"},
+            {"unit": "per M output tokens", "price": out, "currency": "USD"}]
+
+
+CLOUDFLARE = [
+    _cf("@cf/meta/llama-3.1-8b-instruct", "Text Generation",
+        {"context_window": "7968", "price": _cf_price(0.282, 0.827), "function_calling": "true",
+         "terms": "https://github.com/meta-llama/llama-models/blob/main/models/llama3_1/LICENSE"}),
+    _cf("@cf/meta/llama-3.3-70b-instruct-fp8-fast", "Text Generation",
+        {"context_window": "24000", "price": _cf_price(0.293, 2.253), "function_calling": "true"}),
+    _cf("@cf/qwen/qwen2.5-coder-32b-instruct", "Text Generation",
+        {"context_window": "32768", "price": _cf_price(0.66, 1.0), "lora": "true"}),
+    _cf("@cf/openai/gpt-oss-120b", "Text Generation",
+        {"context_window": "128000", "price": _cf_price(0.35, 0.75), "require_workers_paid": "true"}),
+    _cf("@cf/baai/bge-large-en-v1.5", "Text Embeddings",
+        {"max_input_tokens": "512", "price": [{"unit": "per M input tokens", "price": 0.204, "currency": "USD"}]}),
+]
+
+
+def _gh(mid: str, name: str, publisher: str, tier: str, inputs: tuple[str, ...] = ("text",),
+        outputs: tuple[str, ...] = ("text",), caps: tuple[str, ...] = ("streaming", "tool-calling"),
+        limits: tuple[int, int] = (131072, 4096)) -> dict[str, Any]:
+    """An element of GET /catalog/models (https://docs.github.com/en/rest/models/catalog)."""
+    slug = mid.split("/", 1)[1]
+    return {"id": mid, "name": name, "publisher": publisher, "registry": "azureml",
+            "summary": f"{name}, served by the fake provider.",
+            "html_url": f"https://github.com/marketplace/models/azureml/{slug}", "version": "1",
+            "capabilities": list(caps), "limits": {"max_input_tokens": limits[0], "max_output_tokens": limits[1]},
+            "rate_limit_tier": tier, "supported_input_modalities": list(inputs),
+            "supported_output_modalities": list(outputs), "tags": ["multipurpose"]}
+
+
+GITHUB = [
+    _gh("openai/gpt-4.1", "OpenAI GPT-4.1", "OpenAI", "high", ("text", "image"), limits=(1048576, 32768)),
+    _gh("openai/gpt-4o-mini", "OpenAI GPT-4o mini", "OpenAI", "low", ("text", "image"), limits=(131072, 4096)),
+    _gh("meta/llama-3.3-70b-instruct", "Llama-3.3-70B-Instruct", "Meta", "high"),
+    _gh("deepseek/deepseek-r1", "DeepSeek-R1", "DeepSeek", "custom", caps=("streaming", "reasoning")),
+    _gh("openai/text-embedding-3-small", "OpenAI Text Embedding 3 (small)", "OpenAI", "embeddings",
+        outputs=("embeddings",), caps=(), limits=(8191, 0)),
+]
+
+CODESTRAL = [
+    _mistral("codestral-latest", "codestral-2508", 256000, fim=True, aliases=("codestral-2508",)),
+    _mistral("codestral-2508", "codestral-2508", 256000, fim=True, aliases=("codestral-latest",)),
 ]

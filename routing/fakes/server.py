@@ -39,12 +39,16 @@ from routing.fakes.faults import FaultMix, Faults
 KEY = "fake-key"
 # The real path prefix of each provider's API (the path part of its default base URL).
 PREFIX = {"openai": "", "anthropic": "", "ollama": "", "openrouter": "/api", "groq": "/openai", "gemini": "",
-          "mistral": "", "huggingface": "", "together": "", "cerebras": "", "deepseek": "", "openai_compatible": ""}
+          "mistral": "", "huggingface": "", "together": "", "cerebras": "", "deepseek": "", "openai_compatible": "",
+          "nvidia": "", "cohere": "", "github": "", "codestral": "",
+          # Cloudflare's base URL names the account: any id is accepted, this one is what base_urls() gives.
+          "cloudflare": "/client/v4/accounts/fake-account"}
 LISTINGS: dict[str, list[dict]] = {
     "openai": catalog.OPENAI, "groq": catalog.GROQ, "mistral": catalog.MISTRAL, "cerebras": catalog.CEREBRAS,
     "deepseek": catalog.DEEPSEEK, "together": catalog.TOGETHER, "huggingface": catalog.HUGGINGFACE,
     "openai_compatible": catalog.OPENAI_COMPATIBLE, "openrouter": catalog.OPENROUTER, "anthropic": catalog.ANTHROPIC,
-    "gemini": catalog.GEMINI, "ollama": catalog.OLLAMA,
+    "gemini": catalog.GEMINI, "ollama": catalog.OLLAMA, "nvidia": catalog.NVIDIA, "cohere": catalog.COHERE,
+    "cloudflare": catalog.CLOUDFLARE, "github": catalog.GITHUB, "codestral": catalog.CODESTRAL,
 }
 CONTENT_TYPES = {"sse": "text/event-stream; charset=utf-8", "ndjson": "application/x-ndjson",
                  "json": "application/json; charset=UTF-8"}
@@ -80,6 +84,8 @@ def parse_scenario(text: str) -> Scenario:
 
 def _entry_id(entry: dict) -> str:
     """A listing entry's id, whatever the provider calls it (id, name: "models/x", model)."""
+    if str(entry.get("name", "")).startswith("@"):  # Cloudflare: `id` is a uuid, the model is called by `name`
+        return entry["name"]
     return entry.get("id") or entry.get("name", "").removeprefix("models/") or entry.get("model", "")
 
 
@@ -193,6 +199,15 @@ class FakeProviders:
         r.add_post("/ollama/api/chat", self.chat("ollama"))
         r.add_post("/ollama/api/embed", self.embeddings("ollama"))
         r.add_post("/ollama/api/show", self.ollama_show)
+        r.add_get("/cohere/v1/models", self.listing("cohere"))
+        r.add_post("/cohere/v2/chat", self.chat("cohere"))
+        r.add_get("/github/catalog/models", self.listing("github"))
+        r.add_post("/github/inference/chat/completions", self.chat("github"))
+        r.add_post("/github/inference/embeddings", self.embeddings("github"))
+        cf = "/cloudflare/client/v4/accounts/{account}/ai"
+        r.add_get(f"{cf}/models/search", self.listing("cloudflare"))
+        r.add_post(f"{cf}/v1/chat/completions", self.chat("cloudflare"))
+        r.add_post(f"{cf}/v1/embeddings", self.embeddings("cloudflare"))
         return app
 
     # ------------------------------------------------------------------ control
@@ -275,9 +290,9 @@ class FakeProviders:
         header = request.headers.get("x-fake-scenario")
         if header:
             return parse_scenario(header), model
-        if "@" in model:
-            model, _, name = model.partition("@")
-            return parse_scenario(name), model
+        head, at, name = model.rpartition("@")
+        if at and head:  # "model@scenario"; Cloudflare's own ids start with "@" ("@cf/meta/...")
+            return parse_scenario(name), head
         return (self.state.pop(provider) or self.state.draw_fault(provider, listing=listing) or Scenario()), model
 
     def _ratelimit_headers(self, provider: str) -> dict[str, str]:
@@ -296,6 +311,8 @@ class FakeProviders:
             status, body = wire.gemini_error(kind, model, retry_after)
         elif provider == "ollama":
             status, body = wire.ollama_error(kind, model)
+        elif provider == "cohere":
+            status, body = wire.cohere_error(kind, model)
         else:
             status, body = wire.oai_error(provider, kind, model, retry_after)
         if "status" in scenario.params:
@@ -432,7 +449,17 @@ class FakeProviders:
                         "first_id": page[0]["id"] if page else None, "last_id": page[-1]["id"] if page else None}
             elif provider == "ollama":
                 body = {"models": models}
-            elif provider == "together":
+            elif provider == "cohere":
+                # Paged by page_size and an opaque next_page_token (here, the next offset).
+                size = min(size, int(request.query.get("page_size") or 20))
+                start = int(request.query.get("page_token") or 0)
+                body = {"models": models[start:start + size]}
+                if start + size < len(models):
+                    body["next_page_token"] = str(start + size)
+            elif provider == "cloudflare":
+                size = min(size, int(request.query.get("per_page") or 20))
+                body = wire.cloudflare_listing(models, max(1, int(request.query.get("page") or 1)), size)
+            elif provider in ("together", "github"):
                 body = models  # a bare array
             elif provider == "openrouter":
                 body = {"data": models}
@@ -516,6 +543,8 @@ class FakeProviders:
                 reply = wire.gemini_reply(script)
             elif provider == "ollama":
                 reply = wire.ollama_reply(script)
+            elif provider == "cohere":
+                reply = wire.cohere_reply(script)
             else:
                 reply = wire.oai_reply(provider, script)
             if scenario.name == "cut":
@@ -534,6 +563,10 @@ class FakeProviders:
         elif provider == "ollama":
             frames, ctype = wire.ollama_frames(script), CONTENT_TYPES["ndjson"]
             error_frame = b'{"error":"an error was encountered while running the model"}\n'
+        elif provider == "cohere":
+            frames, ctype = wire.cohere_frames(script), CONTENT_TYPES["sse"]
+            error_frame = (b'event: message-end\ndata: {"type":"message-end","delta":{"finish_reason":"ERROR",'
+                           b'"error":"internal server error"}}\n\n')
         else:
             include = bool((body.get("stream_options") or {}).get("include_usage"))
             frames = wire.oai_frames(provider, script, include)

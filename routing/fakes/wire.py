@@ -14,10 +14,16 @@ from typing import Any
 
 # Which format family each fake provider speaks.
 OPENAI_LIKE = ("openai", "groq", "mistral", "cerebras", "deepseek", "together", "huggingface", "openai_compatible",
-               "openrouter")
+               "openrouter", "nvidia", "codestral")
+# OpenAI's format on other paths (routes of their own in server.py).
+OPENAI_ELSEWHERE = ("github", "cloudflare")
+# A provider that speaks another's dialect exactly: Codestral's domain is Mistral's API.
+DIALECT = {"codestral": "mistral"}
 LABELS = {"openai": "OpenAI", "anthropic": "Anthropic", "ollama": "Ollama", "openrouter": "OpenRouter", "groq": "Groq",
           "gemini": "Gemini", "mistral": "Mistral", "huggingface": "Hugging Face", "together": "Together",
-          "cerebras": "Cerebras", "deepseek": "DeepSeek", "openai_compatible": "OpenAI-compatible"}
+          "cerebras": "Cerebras", "deepseek": "DeepSeek", "openai_compatible": "OpenAI-compatible",
+          "nvidia": "NVIDIA NIM", "cohere": "Cohere", "cloudflare": "Workers AI", "github": "GitHub Models",
+          "codestral": "Codestral"}
 _WORD = re.compile(r"\s*\S+")
 
 
@@ -122,6 +128,7 @@ def _tool_call(s: Script, call_id: str) -> dict:
 
 
 def oai_reply(provider: str, s: Script) -> dict:
+    provider = DIALECT.get(provider, provider)
     cid = ("gen-" if provider == "openrouter" else "chatcmpl-") + uuid.uuid4().hex[:24]
     message: dict[str, Any] = {"role": "assistant", "content": None if s.tool else s.text}
     if provider == "openai":
@@ -146,6 +153,7 @@ def oai_frames(provider: str, s: Script, include_usage: bool) -> list[bytes]:
     """`data: {chunk}\\n\\n` frames and `data: [DONE]`; OpenRouter adds `: OPENROUTER PROCESSING`
     comments, `provider` and `native_finish_reason`, repeats role in every delta and sends usage in a
     chunk whose choices is not empty; Mistral sends usage in its finish chunk."""
+    provider = DIALECT.get(provider, provider)
     cid = ("gen-" if provider == "openrouter" else "chatcmpl-") + uuid.uuid4().hex[:24]
     created = int(time.time())
     frames: list[bytes] = []
@@ -204,6 +212,7 @@ def oai_frames(provider: str, s: Script, include_usage: bool) -> list[bytes]:
 
 
 def oai_error(provider: str, kind: str, model: str, retry_after: float) -> tuple[int, dict]:
+    provider = DIALECT.get(provider, provider)
     if provider == "mistral":
         table = {"auth": (401, {"message": "Unauthorized", "request_id": uuid.uuid4().hex}),
                  "rate_limit": (429, {"object": "error", "message": "Rate limit exceeded", "type": "rate_limited",
@@ -239,6 +248,12 @@ def oai_error(provider: str, kind: str, model: str, retry_after: float) -> tuple
     if provider == "cerebras" and kind == "rate_limit":
         return 429, {"message": "Tokens per minute limit exceeded - too many tokens processed.",
                      "type": "too_many_requests_error", "param": "quota", "code": "token_quota_exceeded"}
+    if provider == "nvidia":
+        return nvidia_error(kind, model)
+    if provider == "github":
+        return github_error(kind, model, retry_after)
+    if provider == "cloudflare":
+        return cloudflare_error(kind, model)
     if provider == "deepseek" and kind == "payment":
         return 402, {"error": {"message": "Insufficient Balance", "type": "unknown_error", "param": None,
                                "code": "invalid_request_error"}}
@@ -262,6 +277,7 @@ def oai_error(provider: str, kind: str, model: str, retry_after: float) -> tuple
 
 
 def oai_ratelimit_headers(provider: str, used: int, override: dict) -> dict[str, str]:
+    provider = DIALECT.get(provider, provider)
     def rem(limit: int, key: str) -> str:
         return str(override.get(key, max(0, limit - used)))
 
@@ -515,3 +531,137 @@ def echo_key_error(provider: str, status: int, presented: str, authorization: st
         return status, {"error": message}
     code = "invalid_api_key" if status in (401, 403) else None
     return status, {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}
+
+
+# ------------------------------------------------------------------------- NVIDIA NIM, GitHub, Cloudflare
+def nvidia_error(kind: str, model: str) -> tuple[int, dict]:
+    """NVCF's RFC 7807 problem details for the front's refusals; vLLM's OpenAI-style body for what the
+    model server itself rejects (the context length)."""
+    if kind == "context_too_long":
+        return 400, {"object": "error", "message": "This model's maximum context length is 131072 tokens. However, "
+                                                   "you requested 140000 tokens in the messages, Please reduce the "
+                                                   "length of the messages.", "type": "BadRequestError",
+                     "param": None, "code": 400}
+    table = {"auth": (401, "Unauthorized", "Authentication failed"),
+             "rate_limit": (429, "Too Many Requests", "Rate limit exceeded"),
+             "not_found": (404, "Not Found", f"Function for model '{model}' not found for account"),
+             "payment": (402, "Payment Required", "Account credits exhausted"),
+             "server_error": (500, "Internal Server Error", "Inference failed")}
+    status, title, detail = table.get(kind, table["server_error"])
+    return status, {"type": "about:blank", "status": status, "title": title, "detail": detail,
+                    "requestId": str(uuid.uuid4())}
+
+
+def github_error(kind: str, model: str, retry_after: float) -> tuple[int, dict]:
+    """GitHub Models' inference errors: `{"error": {"code", "message", "details"}}` (codes as users
+    report them: RateLimitReached, unknown_model, tokens_limit_reached)."""
+    table = {"auth": (401, "unauthorized", "Bad credentials"),
+             "rate_limit": (429, "RateLimitReached", f"Rate limit of 15 per 60s exceeded for UserByModelByMinute. "
+                                                     f"Please wait {int(retry_after)} seconds before retrying."),
+             "not_found": (400, "unknown_model", f"Unknown model: {model}"),
+             "context_too_long": (413, "tokens_limit_reached", f"Request body too large for {model} model. "
+                                                              "Max size: 8000 tokens."),
+             "payment": (403, "no_access", f"No access to model: {model}"),
+             "server_error": (500, "internal_error", "Internal server error")}
+    status, code, message = table.get(kind, table["server_error"])
+    return status, {"error": {"code": code, "message": message, "details": message}}
+
+
+def cloudflare_error(kind: str, model: str) -> tuple[int, dict]:
+    """Cloudflare's v4 envelope with the Workers AI codes of developers.cloudflare.com/workers-ai/platform/errors/
+    (10000 is the API's authentication error; the docs list no 5xx body, so it keeps the envelope)."""
+    table = {"auth": (401, 10000, "Authentication error"),
+             "rate_limit": (429, 3036, "Account limited: You have used up your daily free allocation of 10,000 "
+                                       "neurons. Please upgrade to Cloudflare's Workers Paid plan if you would like "
+                                       "to continue usage."),
+             "not_found": (400, 5007, f"No such model {model} or task"),
+             "context_too_long": (413, 3006, "Request is too large"),
+             "payment": (403, 3023, "Service unavailable for account"),
+             "server_error": (500, 3043, "Internal server error")}
+    status, code, message = table.get(kind, table["server_error"])
+    return status, {"success": False, "errors": [{"code": code, "message": f"AiError: {message}"}],
+                    "messages": [], "result": None}
+
+
+def cloudflare_listing(models: list[dict], page: int, per_page: int) -> dict:
+    """GET /accounts/{id}/ai/models/search: the v4 envelope, paged by page/per_page (result_info)."""
+    start = (page - 1) * per_page
+    items = models[start:start + per_page]
+    return {"success": True, "errors": [], "messages": [], "result": items,
+            "result_info": {"page": page, "per_page": per_page, "count": len(items), "total_count": len(models)}}
+
+
+# ---------------------------------------------------------------------------------------- Cohere
+CO_FINISH = {"stop": "COMPLETE", "length": "MAX_TOKENS", "tool_calls": "TOOL_CALL"}
+
+
+def _co_usage(s: Script, output: int) -> dict:
+    return {"billed_units": {"input_tokens": s.prompt_tokens, "output_tokens": output},
+            "tokens": {"input_tokens": s.prompt_tokens, "output_tokens": output}}
+
+
+def _co_call(s: Script) -> dict:
+    assert s.tool
+    return {"id": f"{s.tool[0]}_{uuid.uuid4().hex[:12]}", "type": "function",
+            "function": {"name": s.tool[0], "arguments": _j(s.tool[1])}}
+
+
+def cohere_reply(s: Script) -> dict:
+    """POST /v2/chat (https://docs.cohere.com/reference/chat)."""
+    message: dict[str, Any] = {"role": "assistant"}
+    if s.tool:
+        message["tool_plan"] = f"I will use the {s.tool[0]} tool."
+        message["tool_calls"] = [_co_call(s)]
+    else:
+        message["content"] = [{"type": "text", "text": s.text}]
+    return {"id": str(uuid.uuid4()), "message": message, "finish_reason": CO_FINISH[s.finish],
+            "usage": _co_usage(s, s.completion_tokens)}
+
+
+def cohere_frames(s: Script) -> list[bytes]:
+    """The v2 chat stream (https://docs.cohere.com/reference/chat-stream, /docs/streaming): `event: <type>`
+    and `data: {"type": <type>, ...}` per event, message-end last (no `[DONE]`)."""
+    frames: list[bytes] = []
+
+    def emit(data: dict) -> None:
+        frames.append(f"event: {data['type']}\ndata: {_j(data)}\n\n".encode())
+
+    emit({"id": str(uuid.uuid4()), "type": "message-start", "delta": {"message": {
+        "role": "assistant", "content": [], "tool_plan": "", "tool_calls": [], "citations": []}}})
+    if s.tool:
+        plan = f"I will use the {s.tool[0]} tool."
+        for word in _WORD.findall(plan):
+            emit({"type": "tool-plan-delta", "delta": {"message": {"tool_plan": word}}})
+        call = _co_call(s)
+        emit({"type": "tool-call-start", "index": 0, "delta": {"message": {"tool_calls": {
+            "id": call["id"], "type": "function", "function": {"name": s.tool[0], "arguments": ""}}}}})
+        args = call["function"]["arguments"]
+        for i in range(0, len(args), 4):
+            emit({"type": "tool-call-delta", "index": 0, "delta": {"message": {"tool_calls": {
+                "function": {"arguments": args[i:i + 4]}}}}})
+        emit({"type": "tool-call-end", "index": 0})
+    else:
+        emit({"type": "content-start", "index": 0, "delta": {"message": {"content": {"type": "text", "text": ""}}}})
+        for piece in s.pieces:
+            emit({"type": "content-delta", "index": 0, "delta": {"message": {"content": {"text": piece}}}})
+        emit({"type": "content-end", "index": 0})
+    emit({"type": "message-end", "delta": {"finish_reason": CO_FINISH[s.finish],
+                                           "usage": _co_usage(s, s.completion_tokens)}})
+    return frames
+
+
+def cohere_error(kind: str, model: str) -> tuple[int, dict]:
+    """`{"id", "message"}`; the status says the kind (https://docs.cohere.com/reference/errors)."""
+    table = {"auth": (401, "invalid api token"),
+             "rate_limit": (429, "You are using a Trial key, which is limited to 20 API calls / minute. You can "
+                                 "continue to use the Trial key for free or upgrade to a Production key with higher "
+                                 "rate limits at 'https://dashboard.cohere.com/api-keys'."),
+             "not_found": (404, f"model '{model}' not found, make sure the correct model ID was used and that you "
+                                "have access to the model."),
+             "context_too_long": (400, "too many tokens: total number of tokens in the prompt cannot exceed 128000 - "
+                                       "received 140000. Try using a shorter preamble or chat history, or using a "
+                                       "model with a longer context length."),
+             "payment": (402, "Please add or update your payment method at https://dashboard.cohere.com/billing"),
+             "server_error": (500, "internal server error, this has been reported to our developers")}
+    status, message = table.get(kind, table["server_error"])
+    return status, {"id": str(uuid.uuid4()), "message": message}

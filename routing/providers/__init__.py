@@ -3,11 +3,16 @@
 from routing.providers.anthropic import AnthropicAdapter
 from routing.providers.base import Adapter
 from routing.providers.cerebras import CerebrasAdapter
+from routing.providers.cloudflare import CloudflareAdapter
+from routing.providers.codestral import CodestralAdapter
+from routing.providers.cohere import CohereAdapter
 from routing.providers.deepseek import DeepseekAdapter
 from routing.providers.gemini import GeminiAdapter
+from routing.providers.github import GithubAdapter
 from routing.providers.groq import GroqAdapter
 from routing.providers.huggingface import HuggingfaceAdapter
 from routing.providers.mistral import MistralAdapter
+from routing.providers.nvidia import NvidiaAdapter
 from routing.providers.ollama import OllamaAdapter
 from routing.providers.openai import OpenaiAdapter
 from routing.providers.openai_compatible import OpenaiCompatibleAdapter
@@ -19,7 +24,7 @@ ADAPTERS: dict[str, type[Adapter]] = {
     for cls in (
         OpenaiAdapter, AnthropicAdapter, OllamaAdapter, OpenrouterAdapter, GroqAdapter, GeminiAdapter,
         MistralAdapter, HuggingfaceAdapter, TogetherAdapter, CerebrasAdapter, DeepseekAdapter,
-        OpenaiCompatibleAdapter,
+        OpenaiCompatibleAdapter, NvidiaAdapter, CohereAdapter, CloudflareAdapter, GithubAdapter, CodestralAdapter,
     )
 }
 KIND_CHOICES = [(kind, cls.label) for kind, cls in ADAPTERS.items()]

@@ -27,11 +27,14 @@ MODEL = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5-20251001", "oll
          "openrouter": "meta-llama/llama-3.3-70b-instruct:free", "groq": "llama-3.1-8b-instant",
          "gemini": "gemini-2.5-flash", "mistral": "mistral-small-latest",
          "huggingface": "meta-llama/Llama-3.1-8B-Instruct", "together": "meta-llama/Llama-3.3-70B-Instruct-Turbo",
-         "cerebras": "llama3.1-8b", "deepseek": "deepseek-chat", "openai_compatible": "qwen2.5-7b-instruct"}
+         "cerebras": "llama3.1-8b", "deepseek": "deepseek-chat", "openai_compatible": "qwen2.5-7b-instruct",
+         "nvidia": "meta/llama-3.3-70b-instruct", "cohere": "command-a-03-2025",
+         "cloudflare": "@cf/meta/llama-3.1-8b-instruct", "github": "openai/gpt-4o-mini", "codestral": "codestral-latest"}
 LOCAL = {"ollama", "openai_compatible"}
 EMBED_MODEL = {"openai": "text-embedding-3-small", "ollama": "nomic-embed-text:latest", "gemini": "gemini-embedding-001",
                "mistral": "mistral-embed", "together": "BAAI/bge-large-en-v1.5", "openrouter": "openai/gpt-4o-mini",
-               "groq": "llama-3.1-8b-instant", "openai_compatible": "nomic-embed-text-v1.5"}
+               "groq": "llama-3.1-8b-instant", "openai_compatible": "nomic-embed-text-v1.5", "nvidia": "baai/bge-m3",
+               "github": "openai/text-embedding-3-small", "cloudflare": "@cf/baai/bge-large-en-v1.5"}
 TOOLS = [{"type": "function", "function": {
     "name": "multiply", "description": "Multiply two numbers.",
     "parameters": {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},

@@ -13,7 +13,8 @@ from tests.routing.conftest import KINDS
 # Models and free models each fake provider lists (routing/fakes/catalog.py), as the adapters count them.
 FAKE_COUNTS = {"openai": (7, 0), "anthropic": (4, 0), "ollama": (3, 3), "openrouter": (9, 3), "groq": (5, 5),
                "gemini": (6, 3), "mistral": (5, 5), "huggingface": (3, 0), "together": (4, 1), "cerebras": (3, 3),
-               "deepseek": (2, 0), "openai_compatible": (2, 2)}
+               "deepseek": (2, 0), "openai_compatible": (2, 2), "nvidia": (4, 4), "cohere": (5, 5), "cloudflare": (5, 4),
+               "github": (5, 5), "codestral": (2, 2)}
 
 
 def test_openrouter_500_model_listing_counts_free_models_by_the_rule(data):
