@@ -21,6 +21,7 @@ Contract:
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import operator
 import time
@@ -30,7 +31,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from analytics import histogram
@@ -51,8 +52,46 @@ DIMS = ("model_pk", "public_id", "provider", "key_id", "endpoint", "outcome")
 SUMS = ("requests", "errors", "free", "failovers", "tokens_in", "tokens_out", "lat_count", "lat_sum_us",
         "ttft_count", "ttft_sum_us", "cost", "reference_cost", "savings", "unpriced", "lat_hist", "ttft_hist")
 HIST_AT = (SUMS.index("lat_hist"), SUMS.index("ttft_hist"))
-RAW = ("ts", "model_id", "public_id", "provider", "key_id", "endpoint", "status", "http_status", "is_free",
+RAW = ("e", "model_id", "public_id", "provider", "key_id", "endpoint", "status", "http_status", "is_free",
        "attempts", "tokens_in", "tokens_out", "latency_ms", "ttft_ms", "cost", "reference_cost")
+
+
+SECONDS = {Resolution.MINUTE: 60, Resolution.HOUR: 3600, Resolution.DAY: 86400}
+
+
+class Epoch(models.Func):
+    """A datetime column as epoch seconds, on PostgreSQL: read this way, rows skip Django's
+    per-value timezone loader (~14 µs a value on psycopg, most of a rollup's read time)."""
+
+    output_field = models.FloatField()
+
+    def as_postgresql(self, compiler, conn, **extra):
+        return self.as_sql(compiler, conn, template="EXTRACT(EPOCH FROM %(expressions)s)::float8", **extra)
+
+
+class Starts:
+    """Bucket starts by epoch seconds, each datetime made once."""
+
+    def __init__(self, res: str) -> None:
+        self.step = SECONDS[res]
+        self.made: dict[int, datetime] = {}
+
+    def __call__(self, epoch: float | datetime) -> datetime:
+        if isinstance(epoch, datetime):
+            epoch = epoch.timestamp()
+        k = int(epoch // self.step)
+        start = self.made.get(k)
+        if start is None:
+            start = self.made[k] = datetime.fromtimestamp(k * self.step, UTC)
+        return start
+
+
+def timed(rows, field: str):
+    """`rows` with the datetime `field` readable as "e": epoch seconds on PostgreSQL, the datetime
+    elsewhere (Starts takes either)."""
+    if connection.vendor == "postgresql":
+        return rows.annotate(e=Epoch(field))
+    return rows.annotate(e=models.F(field))
 
 
 def floor(ts: datetime, res: str) -> datetime:
@@ -64,6 +103,7 @@ def floor(ts: datetime, res: str) -> datetime:
     return ts.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+@functools.lru_cache(maxsize=1024)
 def outcome_of(status: str, http_status: int) -> str:
     """A request's outcome class from its recorded status (`ok` or the error code) and HTTP status."""
     if status in ("ok", "stream_capped"):  # a capped stream was served until the cap
@@ -105,16 +145,20 @@ def _empty() -> list[Any]:
 
 
 def aggregate_raw(rows: Iterable[tuple], res: str, *, every: bool) -> dict[tuple, list[Any]]:
-    """Raw record tuples (RAW order) → {(start, *DIMS): sums}; with `every`, also the rows of every
-    key together (key_id EVERY_KEY)."""
+    """Raw record tuples (RAW order, the time as epoch seconds) → {(start, *DIMS): sums}; with
+    `every`, also the rows of every key together (key_id EVERY_KEY)."""
     out: dict[tuple, list[Any]] = {}
     shift = histogram.SHIFT
     bucket = histogram.bucket
-    for (ts, model_id, public_id, provider, key_id, endpoint, status, http_status, is_free, attempts,
+    starts = Starts(res)
+    for (epoch, model_id, public_id, provider, key_id, endpoint, status, http_status, is_free, attempts,
          tokens_in, tokens_out, latency, ttft, cost, ref_cost) in rows:
         outcome = outcome_of(status, http_status)
-        cost, ref_cost = _decimal(cost), _decimal(ref_cost)
-        start = floor(ts, res)
+        if cost is not None and not isinstance(cost, Decimal):
+            cost = _decimal(cost)
+        if ref_cost is not None and not isinstance(ref_cost, Decimal):
+            ref_cost = _decimal(ref_cost)
+        start = starts(epoch)
         keys = [(start, model_id or 0, public_id, provider, key_id or 0, endpoint, outcome)]
         if every:
             keys.append((start, model_id or 0, public_id, provider, EVERY_KEY, endpoint, outcome))
@@ -149,13 +193,14 @@ def aggregate_raw(rows: Iterable[tuple], res: str, *, every: bool) -> dict[tuple
 
 
 def merge_rows(rows: Iterable[tuple], res: str, *, every: bool) -> dict[tuple, list[Any]]:
-    """Finer rollup tuples (start, *DIMS, *SUMS) → {(start at `res`, *DIMS): sums}. Rows of every key
+    """Finer rollup tuples (start as epoch seconds, *DIMS, *SUMS) → {(start at `res`, *DIMS): sums}. Rows of every key
     are merged into their own (`every`: from the per-key rows when the finer ones have none)."""
     out: dict[tuple, list[Any]] = {}
     add = operator.add
     lat, ttft = HIST_AT
+    starts = Starts(res)
     for row in rows:
-        start = floor(row[0], res)
+        start = starts(row[0])
         dims = row[1:7]
         sums = list(row[7:])
         sums[lat], sums[ttft] = histogram.from_bytes(sums[lat]), histogram.from_bytes(sums[ttft])
@@ -185,6 +230,13 @@ def _insert(res: str, aggregates: dict[tuple, list[Any]]) -> int:
     adapt_dec = connection.ops.adapt_decimalfield_value
     one = "(" + ", ".join(["%s"] * len(columns)) + ")"
     per = max(1, min(500, (connection.features.max_query_params or 10_000) // len(columns)))
+    if connection.vendor == "postgresql":  # COPY: ~10x a multi-row INSERT's speed for big buckets
+        with connection.cursor() as cursor, cursor.cursor.copy(
+            f"COPY {table} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
+        ) as copy:
+            for (start, *dims), s in aggregates.items():
+                copy.write_row((res, start, *dims, *s[:14], histogram.to_bytes(s[14]), histogram.to_bytes(s[15])))
+        return len(aggregates)
     rows = []
     for (start, *dims), s in aggregates.items():
         rows.append((res, adapt_ts(start), *dims, *s[:10], adapt_dec(s[10], 20, 8), adapt_dec(s[11], 20, 8),
@@ -207,7 +259,8 @@ def _replace(res: str, lo: datetime, hi: datetime, aggregates: dict[tuple, list[
 
 def rebuild_from_raw(res: str, lo: datetime, hi: datetime) -> int:
     """Rebuild the `res` buckets in [lo, hi) from the raw records; returns the rows written."""
-    rows = UsageRecord.objects.filter(ts__gte=lo, ts__lt=hi).order_by().values_list(*RAW)
+    rows = UsageRecord.objects.filter(ts__gte=lo, ts__lt=hi).order_by()
+    rows = timed(rows, "ts").values_list(*RAW)
     return _replace(res, lo, hi, aggregate_raw(rows.iterator(chunk_size=10_000), res, every=res != Resolution.MINUTE))
 
 
@@ -215,7 +268,8 @@ def rebuild_from_finer(res: str, lo: datetime, hi: datetime) -> int:
     """Rebuild the `res` buckets in [lo, hi) from the next finer rollups."""
     finer = FINER[res]
     rows = (UsageRollup.objects.filter(res=finer, start__gte=lo, start__lt=hi).order_by()
-            .values_list("start", *DIMS, *SUMS))
+            )
+    rows = timed(rows, "start").values_list("e", *DIMS, *SUMS)
     if res == Resolution.DAY:  # hours carry their every-key rows: merge those, not the per-key ones twice
         per_key = merge_rows((r for r in rows if r[4] != EVERY_KEY), res, every=False)
         every = merge_rows((r for r in rows if r[4] == EVERY_KEY), res, every=False)

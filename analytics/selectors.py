@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from analytics import histogram
 from analytics.models import OutcomeClass, Resolution, UsageRollup
-from analytics.rollups import EVERY_KEY, HIST_AT, STEP, SUMS, ZERO, cutoffs, floor
+from analytics.rollups import EVERY_KEY, STEP, SUMS, ZERO, Starts, cutoffs, floor, timed
 
 WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 RES_NAMES = {Resolution.MINUTE: "minute", Resolution.HOUR: "hour", Resolution.DAY: "day"}
@@ -85,24 +85,37 @@ def _rows(w: Window, *, key_id: int | None, model: tuple[int, str] | None = None
     return rows.order_by()
 
 
-class Acc:
-    """Sums of rollup rows (SUMS order, histograms as ints) and requests per outcome class."""
+SCALARS = SUMS[:14]  # everything but the two histograms, summed by the database
+ZEROS = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, ZERO, ZERO, ZERO, 0)
 
-    __slots__ = ("sums", "outcomes")
+
+class Acc:
+    """Sums of rollup rows: the scalars (SCALARS order), the two histograms as ints, and requests
+    per outcome class."""
+
+    __slots__ = ("sums", "lat", "ttft", "outcomes")
 
     def __init__(self) -> None:
-        self.sums: list[Any] | None = None
+        self.sums: list[Any] = list(ZEROS)
+        self.lat = self.ttft = 0
         self.outcomes: dict[str, int] = {}
 
-    def add(self, sums: list[Any], outcome: str) -> None:
-        self.sums = sums[:] if self.sums is None else list(map(operator.add, self.sums, sums))
+    def add(self, sums, outcome: str) -> None:
+        self.sums = list(map(operator.add, self.sums, sums))
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + sums[0]
 
+    def merge(self, other: Acc) -> None:
+        self.sums = list(map(operator.add, self.sums, other.sums))
+        self.lat += other.lat
+        self.ttft += other.ttft
+        for outcome, n in other.outcomes.items():
+            self.outcomes[outcome] = self.outcomes.get(outcome, 0) + n
+
     def summary(self) -> dict[str, Any]:
-        s = self.sums or [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, ZERO, ZERO, ZERO, 0, 0, 0]
+        s = self.sums
         requests, errors = s[0], s[1]
-        lat = histogram.percentiles(s[14], QS)
-        ttft = histogram.percentiles(s[15], QS)
+        lat = histogram.percentiles(self.lat, QS)
+        ttft = histogram.percentiles(self.ttft, QS)
         return {
             "requests": requests,
             "errors": errors,
@@ -134,20 +147,48 @@ def _money(value: Decimal) -> str:
     return str(Decimal(value).quantize(MONEY))
 
 
-def _collapse(rows) -> dict[tuple, list[Any]]:
-    """Rollup rows → {(start, model_pk, public_id, provider, outcome): sums}, merged over keys and
-    endpoints (the grain every report starts from)."""
-    out: dict[tuple, list[Any]] = {}
-    add = operator.add
-    lat, ttft = HIST_AT
+def _decimal(value: Any) -> Decimal:
+    if value is None:
+        return ZERO
+    return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+def _grouped(rows, *by: str):
+    """The scalars summed by the database per `by` and outcome: (by values, outcome, sums)."""
+    sums = {f"s_{name}": Sum(name) for name in SCALARS}
+    for row in rows.values(*by, "outcome").annotate(**sums).order_by():
+        yield tuple(row[b] for b in by), row["outcome"], [
+            _decimal(row[f"s_{n}"]) if i in (10, 11, 12) else (row[f"s_{n}"] or 0) for i, n in enumerate(SCALARS)]
+
+
+def _report(rows, res: str, *, per_model: bool) -> tuple[Acc, dict[datetime, Acc], dict[tuple, Acc]]:
+    """Totals, per bucket start and (with `per_model`) per (model pk, public id, provider): two
+    GROUP BYs sum the scalars in the database, one narrow pass merges the histograms."""
+    series: dict[datetime, Acc] = {}
+    models: dict[tuple, Acc] = {}
+    starts = Starts(res)
+    for (start,), outcome, sums in _grouped(rows, "start"):
+        series.setdefault(starts(start), Acc()).add(sums, outcome)
+    if per_model:
+        for key, outcome, sums in _grouped(rows, "model_pk", "public_id", "provider"):
+            models.setdefault(key, Acc()).add(sums, outcome)
+    by_pk = {(pk, public_id): acc for (pk, public_id, _), acc in models.items()}
     from_bytes = histogram.from_bytes
-    for row in rows.values_list("start", "model_pk", "public_id", "provider", "outcome", *SUMS):
-        k = row[:5]
-        sums = list(row[5:])
-        sums[lat], sums[ttft] = from_bytes(sums[lat]), from_bytes(sums[ttft])
-        a = out.get(k)
-        out[k] = sums if a is None else list(map(add, a, sums))
-    return out
+    spare = Acc()
+    for e, pk, public_id, lat, ttft in timed(rows, "start").values_list("e", "model_pk", "public_id", "lat_hist",
+                                                                          "ttft_hist"):
+        lat, ttft = from_bytes(lat), from_bytes(ttft)
+        point = series.get(starts(e)) or spare
+        point.lat += lat
+        point.ttft += ttft
+        if per_model:
+            acc = by_pk.get((pk, public_id)) or spare
+            acc.lat += lat
+            acc.ttft += ttft
+    total = Acc()
+    for acc in series.values():
+        total.merge(acc)
+    return total, series, models
 
 
 def _series(w: Window, per_start: dict[datetime, Acc]) -> list[dict[str, Any]]:
@@ -173,14 +214,10 @@ def _head(w: Window) -> dict[str, Any]:
 
 def performance(w: Window, *, key_id: int | None = None) -> dict[str, Any]:
     """Overall, per model, per provider and a time series over `w`."""
-    total, series = Acc(), {}
-    models: dict[tuple, Acc] = {}
+    total, series, models = _report(_rows(w, key_id=key_id), w.res, per_model=True)
     providers: dict[str, Acc] = {}
-    for (start, pk, public_id, provider, outcome), sums in _collapse(_rows(w, key_id=key_id)).items():
-        total.add(sums, outcome)
-        series.setdefault(start, Acc()).add(sums, outcome)
-        models.setdefault((pk, public_id, provider), Acc()).add(sums, outcome)
-        providers.setdefault(provider, Acc()).add(sums, outcome)
+    for (_pk, _public_id, provider), acc in models.items():
+        providers.setdefault(provider, Acc()).merge(acc)
     by_model = [{"modelId": pk or None, "model": public_id, "provider": provider, **acc.summary()}
                 for (pk, public_id, provider), acc in models.items()]
     by_provider = [{"provider": provider, **acc.summary()} for provider, acc in providers.items()]
@@ -192,10 +229,7 @@ def performance(w: Window, *, key_id: int | None = None) -> dict[str, Any]:
 
 def model_usage(w: Window, model: tuple[int, str], *, key_id: int | None = None) -> dict[str, Any]:
     """One model's figures and series over `w`: `model` is (pk, public id); pk 0 reads by public id."""
-    total, series = Acc(), {}
-    for (start, _pk, _public_id, _provider, outcome), sums in _collapse(_rows(w, key_id=key_id, model=model)).items():
-        total.add(sums, outcome)
-        series.setdefault(start, Acc()).add(sums, outcome)
+    total, series, _ = _report(_rows(w, key_id=key_id, model=model), w.res, per_model=False)
     return {**_head(w), "totals": total.summary(), "series": _series(w, series)}
 
 
@@ -226,11 +260,9 @@ def today(*, key_id: int | None = None, now: datetime | None = None) -> dict[str
     """Today's (UTC) requests, error rate, p95 latency, spend and savings."""
     now = now or timezone.now()
     start = floor(now, Resolution.DAY)
-    acc = Acc()
     w = Window(start, start + STEP[Resolution.DAY], Resolution.DAY)
-    for (_s, _pk, _p, _pr, outcome), sums in _collapse(_rows(w, key_id=key_id)).items():
-        acc.add(sums, outcome)
-    s = acc.summary()
+    total, _, _ = _report(_rows(w, key_id=key_id), w.res, per_model=False)
+    s = total.summary()
     return {"requests": s["requests"], "errorRate": s["errorRate"], "latencyP95Ms": s["latencyMs"]["p95"],
             "spendUsd": s["costUsd"], "savingsUsd": s["savingsUsd"]}
 
