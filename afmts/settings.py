@@ -427,6 +427,9 @@ AFMTS_RATE_LIMIT_COOLDOWN_SECONDS = env.float("AFMTS_RATE_LIMIT_COOLDOWN_SECONDS
 # Live state shared through Redis: every call's timeout, and how often processes exchange state.
 AFMTS_LIVE_REDIS_TIMEOUT_SECONDS = env.float("AFMTS_LIVE_REDIS_TIMEOUT_SECONDS", default=0.25)
 AFMTS_LIVE_SYNC_SECONDS = env.float("AFMTS_LIVE_SYNC_SECONDS", default=0.5)
+# Key limits under this many a minute are counted in Redis request by request (exact); larger ones in
+# each process, reconciled every sync (no Redis call on the request path).
+AFMTS_EXACT_KEY_LIMIT_BELOW = env.int("AFMTS_EXACT_KEY_LIMIT_BELOW", default=120)
 AFMTS_GATEWAY_MAX_BODY_BYTES = env.int("AFMTS_GATEWAY_MAX_BODY_BYTES", default=20 * 1024 * 1024)
 # /api/tasks/route: how long an agent may take to answer a task.
 AFMTS_AGENT_CALL_SECONDS = env.float("AFMTS_AGENT_CALL_SECONDS", default=30.0)

@@ -5,7 +5,8 @@ The router reads it synchronously and without I/O: everything it asks lives in t
 With REDIS_URL, every gateway process shares it through Redis (`redis.asyncio`, short timeouts):
 - free requests are *reserved* atomically in Redis before an upstream call (`reserve`), so two
   processes on a 10-a-minute quota make at most 10 calls in that minute;
-- key limits are counted in Redis (`admit_key`);
+- key limits are counted in Redis (`admit_key`: small limits request by request, larger ones in
+  this process and reconciled by `sync`);
 - breaker openings and closings, provider rate-limit reports and 429 cool-downs are pushed, and
   what other processes decided is pulled, every AFMTS_LIVE_SYNC_SECONDS by `sync`, a background
   task of the gateway process.
@@ -148,7 +149,8 @@ class Shared:
 
 class LiveState(Live):
     def __init__(self, *, redis_url: str = "", capacity: int = 16, breaker_config: BreakerConfig | None = None,
-                 redis_timeout: float = 0.25, rate_limit_cooldown: float = 10.0, prefix: str = PREFIX):
+                 redis_timeout: float = 0.25, rate_limit_cooldown: float = 10.0, prefix: str = PREFIX,
+                 exact_key_limit: int = 120):
         self.prefix = prefix
         self.shared = Shared(redis_url, timeout=redis_timeout) if redis_url else None
         self.breakers = Breakers(breaker_config)
@@ -164,7 +166,9 @@ class LiveState(Live):
         self._pending_counts: dict[tuple[str, str, int], int] = defaultdict(int)
         self._pending_fields: dict[str, dict[str, Any]] = defaultdict(dict)
         self._pending_since: dict[tuple[str, str], int] = defaultdict(int)
-        self._key_windows: dict[str, tuple[int, int]] = {}
+        self._key_windows: dict[str, tuple[int, int]] = {}  # key -> (minute, requests counted)
+        self._pending_keys: dict[tuple[str, int], int] = defaultdict(int)  # (key, minute) -> not yet pushed
+        self.exact_key_limit = exact_key_limit
         self.dropped = 0
         self._lock = threading.Lock()
 
@@ -401,10 +405,15 @@ class LiveState(Live):
 
     async def admit_key(self, key: str, limit: int, now: float) -> float | None:
         """Count a request of an API key against its per-minute limit; returns the seconds to wait
-        when it is over, else None. Shared by every process through Redis when it answers."""
+        when it is over, else None. Shared by every process through Redis when it answers: a limit
+        under `exact_key_limit` is counted there request by request (exact); a larger one in this
+        process, its increments pushed and the shared total pulled by `sync` — no Redis call on the
+        request path, at the price of overshooting by what other processes sent within one sync
+        interval (under 1 % of a 600-a-minute limit)."""
         minute = int(now // 60)
-        count = None
-        if self.shared is not None:
+        window, seen = self._key_windows.get(key, (minute, 0))
+        seen = seen if window == minute else 0
+        if self.shared is not None and limit < self.exact_key_limit:
             name = f"{self.prefix}ratelimit:{key}:{minute}"
 
             async def incr(client):
@@ -417,13 +426,19 @@ class LiveState(Live):
                 count = int(await self.shared.call(incr))
             except Unavailable:
                 count = None
-        if count is None:
-            window, seen = self._key_windows.get(key, (minute, 0))
-            seen = seen if window == minute else 0
-            count = seen + 1
-            self._key_windows[key] = (minute, count)
-            if len(self._key_windows) > MAX_PENDING:
-                self._key_windows = {k: v for k, v in self._key_windows.items() if v[0] == minute}
+            if count is not None:
+                self._key_windows[key] = (minute, count)
+                return 60 - now % 60 if count > limit else None
+        count = seen + 1
+        self._key_windows[key] = (minute, count)
+        if self.shared is not None:
+            pending = (key, minute)
+            if len(self._pending_keys) < MAX_PENDING or pending in self._pending_keys:
+                self._pending_keys[pending] += 1
+            else:
+                self.dropped += 1
+        if len(self._key_windows) > MAX_PENDING:
+            self._key_windows = {k: v for k, v in self._key_windows.items() if v[0] == minute}
         if count > limit:
             return 60 - now % 60
         return None
@@ -456,8 +471,16 @@ class LiveState(Live):
         active = [s for s, t in self._scope_seen.items() if now - t < ACTIVE_SECONDS]
         index, cooldowns = f"{self.prefix}brk:open", f"{self.prefix}brk:cooldown"
 
+        minute = int(now // 60)
+        keys = {k: n for k, n in self._pending_keys.items() if k[1] == minute}
+        self._pending_keys = defaultdict(int, keys)  # a past minute's count no longer matters
+        keys = dict(keys)
+
         async def exchange(client):
             pipe = client.pipeline(transaction=False)
+            for (key, _), amount in keys.items():
+                pipe.incrby(f"{self.prefix}ratelimit:{key}:{minute}", amount)
+                pipe.expire(f"{self.prefix}ratelimit:{key}:{minute}", 61)
             for (scope, window, bucket), amount in counts.items():
                 if bucket == _bucket(window, now):  # a past window's count no longer matters
                     name = _counter_key(self.prefix, scope, window, bucket)
@@ -504,6 +527,14 @@ class LiveState(Live):
             if pending is not None and all(pending.get(k) == v for k, v in values.items()):
                 self._pending_fields.pop(scope, None)
         del self.breakers.transitions[:len(transitions)]
+        for i, ((key, _), amount) in enumerate(keys.items()):
+            left = self._pending_keys.get((key, minute), 0) - amount
+            if left > 0:
+                self._pending_keys[(key, minute)] = left
+            else:
+                self._pending_keys.pop((key, minute), None)
+                left = 0
+            self._key_windows[key] = (minute, int(results[2 * i]) + left)  # every process's count
         per_scope = 1 + len(REQUEST_WINDOWS)
         tail = results[len(results) - per_scope * len(active):] if active else []
         shared_open = results[len(results) - per_scope * len(active) - 1]
@@ -615,6 +646,7 @@ def new_live_state() -> LiveState:
         redis_url=settings.REDIS_URL, capacity=settings.AFMTS_MODEL_CONCURRENCY,
         redis_timeout=settings.AFMTS_LIVE_REDIS_TIMEOUT_SECONDS,
         rate_limit_cooldown=settings.AFMTS_RATE_LIMIT_COOLDOWN_SECONDS,
+        exact_key_limit=settings.AFMTS_EXACT_KEY_LIMIT_BELOW,
         breaker_config=BreakerConfig(
             window=settings.AFMTS_BREAKER_WINDOW_SECONDS, min_requests=settings.AFMTS_BREAKER_MIN_REQUESTS,
             ratio=settings.AFMTS_BREAKER_FAILURE_RATIO, consecutive=settings.AFMTS_BREAKER_CONSECUTIVE_FAILURES,

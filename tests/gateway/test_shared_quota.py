@@ -37,6 +37,7 @@ def test_two_processes_make_at_most_the_free_quota_of_upstream_calls(own_redis, 
         for n in range(2):
             env = server_env(database_url_under_test(), tmp_path / f"p{n}")
             env["REDIS_URL"] = own_redis.url
+            env["AFMTS_LIVE_REDIS_TIMEOUT_SECONDS"] = "2"  # a loaded test machine must not send a process on alone
             (tmp_path / f"p{n}").mkdir()
             servers.append(start_gateway(env, tmp_path / f"server{n}.log"))
 
