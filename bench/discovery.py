@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/discovery.py [--models 500] [--slow 2.0] [--slow-provider mistral]
 
-Twelve providers (every adapter kind) at the fake provider server, each listing `--models` models in
+Seventeen providers (every adapter kind) at the fake provider server, each listing `--models` models in
 its own wire format, one of them answering only after `--slow` seconds. Runs a first cycle (all
 models new) and then an unchanged cycle, and reports the time of each and the database writes
 (INSERT/UPDATE/DELETE statements, from every thread) of each.
@@ -48,6 +48,11 @@ def entries(kind: str, n: int) -> list[dict]:
             entry["name"] = f"models/{model_id}"
         elif kind == "ollama":
             entry["name"] = entry["model"] = f"{model_id}:latest"
+        elif kind == "cohere":  # Cohere's models are known by name only
+            entry["name"] = model_id
+        elif kind == "cloudflare":  # called by name ("@cf/..."); `id` is the catalog's uuid
+            entry["name"] = f"@cf/{model_id}"
+            entry["id"] = f"{i:08d}-0000-4000-8000-000000000000"
         else:
             entry["id"] = model_id
         if kind == "openrouter" and i % 3 == 0:

@@ -59,7 +59,9 @@ class CloudflareAdapter(Adapter):
     kind = "cloudflare"
     label = "Cloudflare Workers AI"
     default_base_url = "https://api.cloudflare.com/client/v4/accounts/ACCOUNT_ID"
-    env_var = "CLOUDFLARE_API_TOKEN"
+    # `manage.py auto_register` reads a *_URL variable as the base URL and its *_API_KEY twin as the key:
+    # CLOUDFLARE_AI_URL=https://api.cloudflare.com/client/v4/accounts/<id>, CLOUDFLARE_AI_API_KEY=<token>.
+    env_var = "CLOUDFLARE_AI_URL"
     chat_path = "/ai/v1/chat/completions"
     models_path = "/ai/models/search"
     embeddings_path = "/ai/v1/embeddings"

@@ -34,7 +34,8 @@ class GithubAdapter(Adapter):
     kind = "github"
     label = "GitHub Models"
     default_base_url = "https://models.github.ai"
-    env_var = "GITHUB_TOKEN"
+    # Not GITHUB_TOKEN: GitHub Actions sets that one everywhere; using Models is the operator's choice.
+    env_var = "GITHUB_MODELS_TOKEN"
     chat_path = "/inference/chat/completions"
     models_path = "/catalog/models"
     embeddings_path = "/inference/embeddings"

@@ -5,6 +5,7 @@ over every kind: test_chat.py, test_errors.py, test_listings.py.)"""
 
 from __future__ import annotations
 
+import io
 import json
 from decimal import Decimal
 
@@ -225,3 +226,20 @@ def test_fake_cohere_stream_has_the_documented_event_sequence(fake):
         return [n for i, n in enumerate(names) if i == 0 or n != names[i - 1]]  # runs of deltas as one
 
     assert kinds(text) == kinds(real)
+
+
+def test_auto_register_takes_the_cloudflare_account_from_its_url(db, monkeypatch):
+    from django.core.management import call_command
+
+    from registry.models import Provider
+    from routing.providers import ADAPTERS
+
+    for cls in ADAPTERS.values():
+        monkeypatch.delenv(cls.env_var or "UNSET", raising=False)
+    account = "https://api.cloudflare.com/client/v4/accounts/0123456789abcdef"
+    monkeypatch.setenv("CLOUDFLARE_AI_URL", account)
+    monkeypatch.setenv("CLOUDFLARE_AI_API_KEY", "cf-token")
+    monkeypatch.setenv("GITHUB_TOKEN", "ghs_actions")  # GitHub Actions' own token registers nothing
+    call_command("auto_register", stdout=io.StringIO())
+    (provider,) = Provider.objects.all()
+    assert (provider.kind, provider.base_url, provider.api_key) == ("cloudflare", account, "cf-token")
