@@ -184,3 +184,19 @@ def test_discovery_of_a_url_written_to_the_database_is_refused_and_says_why(stri
     provider = Provider.objects.get(slug="evil")
     assert "outbound URL policy (private)" in provider.last_error
     assert not provider.models.exists() and server.accepts == 0
+
+
+def test_a_benchmark_of_a_model_behind_a_refused_url_reports_the_refusal(strict, db, spot):
+    from registry.benchmark import run_benchmark
+    from registry.models import AIModel
+
+    server = spot(lambda h: send(h, completion(SECRET)))
+    provider = Provider.objects.create(slug="evil", name="evil", kind="openai",
+                                       base_url=f"http://localhost:{server.port}")
+    model = AIModel.objects.create(provider=provider, model_id="gpt-x", name="gpt-x")
+
+    report = run_benchmark([model], rounds=1, save=False)
+
+    calls = [c for r in report.results for c in r.calls]
+    assert calls and all(not c.ok and c.error_kind == "refused" for c in calls)
+    assert server.accepts == 0
