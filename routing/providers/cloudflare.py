@@ -71,6 +71,10 @@ class CloudflareAdapter(Adapter):
         super().__init__(base_url, *args, **kwargs)
         self.base_url = _OPENAI_TAIL.sub("", self.base_url)
 
+    @classmethod
+    def communication(cls, base_url: str, model_id: str) -> dict:
+        return super().communication(_OPENAI_TAIL.sub("", base_url.rstrip("/")), model_id)
+
     def listing_params(self) -> dict[str, str]:
         return {"per_page": str(self.per_page), "page": "1"}
 

@@ -84,6 +84,7 @@ def test_cloudflare_base_url_names_the_account_and_the_openai_one_is_cut_back():
     adapter = adapter_class("cloudflare")(base_url=given)
     assert adapter.base_url == "https://api.cloudflare.com/client/v4/accounts/abc123"
     assert adapter.build_chat({"model": "@cf/meta/llama-3.1-8b-instruct", "messages": []})[0] == "/ai/v1/chat/completions"
+    assert adapter_class("cloudflare").communication(given, "m")["endpoint"] == adapter.base_url + "/ai/v1/chat/completions"
 
 
 def test_github_quota_comes_from_the_models_rate_limit_tier(data):
