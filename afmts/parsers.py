@@ -3,11 +3,15 @@ before any serializer sees the data (the body size is capped earlier, in afmts.b
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
+# Text no database column can hold (PostgreSQL refuses NUL in text and jsonb; a lone surrogate cannot
+# be encoded as UTF-8): refused for every string of a body, keys included.
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 # No REST payload needs more than a few levels (a model's metadata is the deepest); 32 leaves room.
 MAX_DEPTH = 32
 # The longest field a payload carries is a task's input (1,000,000 characters, routing/api.py).
@@ -16,12 +20,15 @@ MAX_STRING = 1_000_000
 
 def check_limits(data: Any, *, max_depth: int = MAX_DEPTH, max_string: int = MAX_STRING) -> None:
     """Raise ParseError when `data` nests deeper than `max_depth` containers or holds a string (a
-    value or a key) longer than `max_string` characters. Iterative: a hostile document cannot
+    value or a key) longer than `max_string` characters or with a NUL or a lone surrogate. Iterative: a hostile document cannot
     exhaust the stack here."""
     stack: list[tuple[Any, int]] = [(data, 0)]
     while stack:
         value, depth = stack.pop()
         if isinstance(value, str):
+            if UNSTORABLE.search(value):
+                raise ParseError("A JSON string holds a NUL character or a lone surrogate (\\u0000, \\ud800-\\udfff).",
+                                 code="invalid_string")
             if len(value) > max_string:
                 raise ParseError(f"A JSON string is {len(value)} characters long; the limit is {max_string}.",
                                  code="string_too_long")

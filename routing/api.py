@@ -35,7 +35,12 @@ class ExplainView(Base):
     @extend_schema(
         summary="Rank the candidates for a request without sending it",
         description="The body is a chat (or embeddings) request as it would be sent to /v1/*.",
-        request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT,
+        request={"application/json": {"type": "object", "required": ["model"], "properties": {
+            "model": {"type": "string", "minLength": 1, "description": "a model id, an alias or a policy"},
+            "messages": {"type": "array", "items": {"type": "object"}},
+            "input": {"description": "an embeddings request's input"},
+        }}},
+        responses=OpenApiTypes.OBJECT,
     )
     def post(self, request: Request) -> Response:
         body = request.data if isinstance(request.data, dict) else {}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404
@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from afmts.errors import Conflict
+from afmts.parsers import UNSTORABLE
 from analytics.selectors import today as usage_today
 from registry import selectors, services
 from registry.api import serializers as s
@@ -29,6 +30,24 @@ ANY = OpenApiTypes.OBJECT
 
 class Base(GenericAPIView):
     throttle_classes = [KeyRateThrottle]
+    # OPTIONS is a 405 (CORS preflights are answered by the CORS middleware before any view): DRF's
+    # metadata answer needs querysets these views do not declare, and documents nothing the schema lacks.
+    metadata_class = None
+
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        super().initial(request, *args, **kwargs)
+        for name, value in request.query_params.items():
+            if UNSTORABLE.search(value):  # PostgreSQL cannot compare with it: a 400, not a 500
+                raise ValidationError({name: ["A NUL character or a lone surrogate is not allowed."]})
+
+
+def _time_param(raw: str, name: str) -> datetime:
+    """An ISO 8601 time as UTC (naive = UTC); a 400 naming `name` when it is none or out of range."""
+    try:
+        at = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise ValidationError({name: ["An ISO 8601 time."]}) from None
 
 
 def _bool_param(request: Request, name: str) -> bool | None:
@@ -277,13 +296,12 @@ class EventListView(Base):
         events = Event.objects.all()
         since = request.query_params.get("since")
         if since:
-            if since.isdigit():
+            if since.isascii() and since.isdigit():
+                if int(since) >= 2**63:
+                    raise ValidationError({"since": ["An event id (up to 2^63 - 1) or an ISO 8601 time."]})
                 events = events.filter(id__gt=int(since))
             else:
-                try:
-                    events = events.filter(ts__gt=datetime.fromisoformat(since.replace("Z", "+00:00")))
-                except ValueError:
-                    raise ValidationError({"since": ["An event id or an ISO 8601 time."]}) from None
+                events = events.filter(ts__gt=_time_param(since, "since"))
         if request.query_params.get("event"):
             events = events.filter(event=request.query_params["event"])
         limit = positive_int(request, "limit", 1000) or 100
@@ -331,6 +349,7 @@ class ApiKeyDetailView(Base):
 
 class MeView(APIView):
     throttle_classes = [KeyRateThrottle]
+    metadata_class = None
 
     @extend_schema(summary="Who am I (the key's name and scope)", responses=ANY)
     def get(self, request: Request) -> Response:
@@ -375,7 +394,7 @@ class FreeModelHistoryView(Base):
 
     @extend_schema(
         summary="When models became or stopped being free, newest first",
-        parameters=[OpenApiParameter("provider", str), OpenApiParameter("since", str, description="ISO 8601 time")],
+        parameters=[OpenApiParameter("provider", str), OpenApiParameter("since", OpenApiTypes.DATETIME, description="ISO 8601 time")],
         responses=ANY,
     )
     def get(self, request: Request) -> Response:
@@ -387,10 +406,7 @@ class FreeModelHistoryView(Base):
             changes = changes.filter(public_id__startswith=f"{provider}/")
         since = request.query_params.get("since")
         if since:
-            try:
-                changes = changes.filter(at__gt=datetime.fromisoformat(since.replace("Z", "+00:00")))
-            except ValueError:
-                raise ValidationError({"since": ["An ISO 8601 time."]}) from None
+            changes = changes.filter(at__gt=_time_param(since, "since"))
         page = self.paginate_queryset(changes.order_by("-at", "-id"))
         return self.get_paginated_response([
             {

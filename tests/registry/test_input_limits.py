@@ -250,3 +250,35 @@ def test_a_content_length_over_the_cap_is_a_413_without_reading(server_url, tran
         reply = sock.recv(65536)
 
     assert reply.startswith(b"HTTP/1.1 413")
+
+
+# ------------------------------------------------------------------ what PostgreSQL cannot store or compare
+
+
+def test_a_nul_character_anywhere_in_a_body_is_a_400(admin_api):
+    body = '{"name": "a", "metadata": {"k\\u0000": "v"}}'
+
+    response = admin_api.post("/api/agents/register", body, content_type="application/json")
+
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_string"
+
+
+def test_a_lone_surrogate_in_a_body_is_a_400(admin_api):
+    response = admin_api.post("/api/agents/register", '{"name": "\\ud800"}', content_type="application/json")
+
+    assert response.status_code == 400
+
+
+def test_a_nul_character_in_a_query_parameter_is_a_400_naming_it(user_api):
+    response = user_api.get("/api/events?event=a%00b")
+
+    assert response.status_code == 400 and response.json()["error"]["param"] == "event"
+
+
+@pytest.mark.parametrize("since", ["0744-04-06T04:02:36.3+20:07", "0001-01-01T00:00:00+01:00", str(2**64)])
+def test_a_since_far_back_or_with_an_odd_offset_is_answered_not_a_500(user_api, since):
+    from urllib.parse import quote
+
+    for path in ("/api/events", "/api/free-models/history"):
+        response = user_api.get(f"{path}?since={quote(since)}")
+        assert response.status_code in (200, 400), (path, since, response.status_code)
