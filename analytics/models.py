@@ -63,7 +63,8 @@ class UsageRollup(models.Model):
     Built by analytics.rollups from the raw records (minutes, and hours whose minutes are gone) and
     from the finer rollups (hours from minutes, days from hours); every field merges by addition, so
     a bucket rebuilt gives the same row. `lat_hist`/`ttft_hist` are analytics.histogram histograms.
-    `model_pk` and `key_id` are 0 when the request had none (a plain integer, not a foreign key: a
+    Rows of every key together (`key_id` EVERY_KEY, hours and days only) have an empty endpoint and
+    outcome: they are merged over both. `model_pk` and `key_id` are 0 when the request had none (a plain integer, not a foreign key: a
     rollup outlives the model or key it counts)."""
 
     res = models.CharField(max_length=1, choices=Resolution.choices)
@@ -92,6 +93,14 @@ class UsageRollup(models.Model):
     reference_cost = models.DecimalField(max_digits=20, decimal_places=8, default=0)
     savings = models.DecimalField(max_digits=20, decimal_places=8, default=0)
     unpriced = models.PositiveIntegerField(default=0)  # requests whose cost is unknown (no price)
+    # Errors by class as columns too: the every-key rows (analytics.rollups.EVERY_KEY) merge the
+    # endpoint and outcome dimensions away and keep the classes here.
+    err_client = models.PositiveIntegerField(default=0)
+    err_rate_limited = models.PositiveIntegerField(default=0)
+    err_upstream = models.PositiveIntegerField(default=0)
+    err_timeout = models.PositiveIntegerField(default=0)
+    err_cancelled = models.PositiveIntegerField(default=0)
+    err_stream = models.PositiveIntegerField(default=0)
 
     class Meta:
         indexes = [

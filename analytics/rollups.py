@@ -10,7 +10,8 @@ Contract:
 - Rebuilding a bucket deletes its rows and inserts the aggregate, in one transaction: rebuilding twice
   gives the same rows (every field merges by addition: counts, sums, Decimal costs, histograms).
 - Hour and day rollups carry, beside one row per API key, rows for every key together
-  (`key_id = EVERY_KEY`) so that operator reports over weeks read a few rows a day.
+  (`key_id = EVERY_KEY`, merged over endpoint and outcome too, errors by class in columns) so that
+  operator reports over weeks read one row per model a day.
 - Retention (`prune()`): raw records after METRICS_RETENTION_DAYS, minute rollups after
   METRICS_ROLLUP_MINUTE_DAYS, hour rollups after METRICS_ROLLUP_HOUR_DAYS (never less than the raw
   retention: old hours are rebuilt from raw records), day rollups after METRICS_ROLLUP_DAY_DAYS; in
@@ -50,8 +51,15 @@ ZERO = Decimal(0)
 DIMS = ("model_pk", "public_id", "provider", "key_id", "endpoint", "outcome")
 # Summed fields, in the order of an aggregate list; the two histograms last.
 SUMS = ("requests", "errors", "free", "failovers", "tokens_in", "tokens_out", "lat_count", "lat_sum_us",
-        "ttft_count", "ttft_sum_us", "cost", "reference_cost", "savings", "unpriced", "lat_hist", "ttft_hist")
-HIST_AT = (SUMS.index("lat_hist"), SUMS.index("ttft_hist"))
+        "ttft_count", "ttft_sum_us", "cost", "reference_cost", "savings", "unpriced", "err_client",
+        "err_rate_limited", "err_upstream", "err_timeout", "err_cancelled", "err_stream", "lat_hist", "ttft_hist")
+MONEY_AT = (10, 11, 12)
+LAT, TTFT = SUMS.index("lat_hist"), SUMS.index("ttft_hist")
+HIST_AT = (LAT, TTFT)
+ERR_AT = {
+    OutcomeClass.CLIENT: 14, OutcomeClass.RATE_LIMITED: 15, OutcomeClass.UPSTREAM: 16, OutcomeClass.TIMEOUT: 17,
+    OutcomeClass.CANCELLED: 18, OutcomeClass.STREAM_INTERRUPTED: 19,
+}
 RAW = ("e", "model_id", "public_id", "provider", "key_id", "endpoint", "status", "http_status", "is_free",
        "attempts", "tokens_in", "tokens_out", "latency_ms", "ttft_ms", "cost", "reference_cost")
 
@@ -141,7 +149,7 @@ def _decimal(value: Any) -> Decimal | None:
 
 
 def _empty() -> list[Any]:
-    return [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, ZERO, ZERO, ZERO, 0, 0, 0]
+    return [0] * 10 + [ZERO, ZERO, ZERO] + [0] * 9
 
 
 def aggregate_raw(rows: Iterable[tuple], res: str, *, every: bool) -> dict[tuple, list[Any]]:
@@ -161,7 +169,7 @@ def aggregate_raw(rows: Iterable[tuple], res: str, *, every: bool) -> dict[tuple
         start = starts(epoch)
         keys = [(start, model_id or 0, public_id, provider, key_id or 0, endpoint, outcome)]
         if every:
-            keys.append((start, model_id or 0, public_id, provider, EVERY_KEY, endpoint, outcome))
+            keys.append((start, model_id or 0, public_id, provider, EVERY_KEY, "", ""))
         for k in keys:
             a = out.get(k)
             if a is None:
@@ -169,6 +177,7 @@ def aggregate_raw(rows: Iterable[tuple], res: str, *, every: bool) -> dict[tuple
             a[0] += 1
             if outcome != OutcomeClass.OK:
                 a[1] += 1
+                a[ERR_AT[outcome]] += 1
             if is_free:
                 a[2] += 1
             a[3] += max(attempts - 1, 0)
@@ -177,11 +186,11 @@ def aggregate_raw(rows: Iterable[tuple], res: str, *, every: bool) -> dict[tuple
             if latency is not None:
                 a[6] += 1
                 a[7] += round(latency * 1000)
-                a[14] += shift[bucket(latency)]
+                a[LAT] += shift[bucket(latency)]
             if ttft is not None:
                 a[8] += 1
                 a[9] += round(ttft * 1000)
-                a[15] += shift[bucket(ttft)]
+                a[TTFT] += shift[bucket(ttft)]
             if cost is None:
                 a[13] += 1
             else:
@@ -204,11 +213,11 @@ def merge_rows(rows: Iterable[tuple], res: str, *, every: bool) -> dict[tuple, l
         dims = row[1:7]
         sums = list(row[7:])
         sums[lat], sums[ttft] = histogram.from_bytes(sums[lat]), histogram.from_bytes(sums[ttft])
-        for i in (10, 11, 12):
+        for i in MONEY_AT:
             sums[i] = _decimal(sums[i])
         keys = [(start, *dims)]
         if every and dims[3] != EVERY_KEY:
-            keys.append((start, *dims[:3], EVERY_KEY, *dims[4:]))
+            keys.append((start, *dims[:3], EVERY_KEY, "", ""))
         elif dims[3] == EVERY_KEY and every:
             keys = []  # rebuilt from the per-key rows above
         for k in keys:
@@ -235,12 +244,14 @@ def _insert(res: str, aggregates: dict[tuple, list[Any]]) -> int:
             f"COPY {table} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
         ) as copy:
             for (start, *dims), s in aggregates.items():
-                copy.write_row((res, start, *dims, *s[:14], histogram.to_bytes(s[14]), histogram.to_bytes(s[15])))
+                copy.write_row((res, start, *dims, *s[:LAT], histogram.to_bytes(s[LAT]), histogram.to_bytes(s[TTFT])))
         return len(aggregates)
     rows = []
     for (start, *dims), s in aggregates.items():
-        rows.append((res, adapt_ts(start), *dims, *s[:10], adapt_dec(s[10], 20, 8), adapt_dec(s[11], 20, 8),
-                     adapt_dec(s[12], 20, 8), s[13], histogram.to_bytes(s[14]), histogram.to_bytes(s[15])))
+        values = [*s[:LAT], histogram.to_bytes(s[LAT]), histogram.to_bytes(s[TTFT])]
+        for i in MONEY_AT:
+            values[i] = adapt_dec(values[i], 20, 8)
+        rows.append((res, adapt_ts(start), *dims, *values))
     with connection.cursor() as cursor:
         for at in range(0, len(rows), per):
             chunk = rows[at:at + per]

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from analytics import histogram
 from analytics.models import OutcomeClass, Resolution, UsageRollup
-from analytics.rollups import EVERY_KEY, STEP, SUMS, ZERO, Starts, cutoffs, floor, timed
+from analytics.rollups import ERR_AT, EVERY_KEY, LAT, MONEY_AT, STEP, SUMS, ZERO, Starts, cutoffs, floor, timed
 
 WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 RES_NAMES = {Resolution.MINUTE: "minute", Resolution.HOUR: "hour", Resolution.DAY: "day"}
@@ -85,31 +85,26 @@ def _rows(w: Window, *, key_id: int | None, model: tuple[int, str] | None = None
     return rows.order_by()
 
 
-SCALARS = SUMS[:14]  # everything but the two histograms, summed by the database
-ZEROS = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, ZERO, ZERO, ZERO, 0)
+SCALARS = SUMS[:LAT]  # everything but the two histograms, summed by the database
+ZEROS = (0,) * 10 + (ZERO, ZERO, ZERO) + (0,) * 7
 
 
 class Acc:
-    """Sums of rollup rows: the scalars (SCALARS order), the two histograms as ints, and requests
-    per outcome class."""
+    """Sums of rollup rows: the scalars (SCALARS order) and the two histograms as ints."""
 
-    __slots__ = ("sums", "lat", "ttft", "outcomes")
+    __slots__ = ("sums", "lat", "ttft")
 
     def __init__(self) -> None:
         self.sums: list[Any] = list(ZEROS)
         self.lat = self.ttft = 0
-        self.outcomes: dict[str, int] = {}
 
-    def add(self, sums, outcome: str) -> None:
+    def add(self, sums) -> None:
         self.sums = list(map(operator.add, self.sums, sums))
-        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + sums[0]
 
     def merge(self, other: Acc) -> None:
         self.sums = list(map(operator.add, self.sums, other.sums))
         self.lat += other.lat
         self.ttft += other.ttft
-        for outcome, n in other.outcomes.items():
-            self.outcomes[outcome] = self.outcomes.get(outcome, 0) + n
 
     def summary(self) -> dict[str, Any]:
         s = self.sums
@@ -120,7 +115,7 @@ class Acc:
             "requests": requests,
             "errors": errors,
             "errorRate": round(errors / requests, 6) if requests else 0.0,
-            "errorsByClass": {name: self.outcomes.get(cls, 0) for cls, name in ERROR_NAMES.items()},
+            "errorsByClass": {name: s[ERR_AT[cls]] for cls, name in ERROR_NAMES.items()},
             "failovers": s[3],
             "freeRequests": s[2],
             "tokensIn": s[4],
@@ -154,11 +149,11 @@ def _decimal(value: Any) -> Decimal:
 
 
 def _grouped(rows, *by: str):
-    """The scalars summed by the database per `by` and outcome: (by values, outcome, sums)."""
+    """The scalars summed by the database per `by`: (by values, sums)."""
     sums = {f"s_{name}": Sum(name) for name in SCALARS}
-    for row in rows.values(*by, "outcome").annotate(**sums).order_by():
-        yield tuple(row[b] for b in by), row["outcome"], [
-            _decimal(row[f"s_{n}"]) if i in (10, 11, 12) else (row[f"s_{n}"] or 0) for i, n in enumerate(SCALARS)]
+    for row in rows.values(*by).annotate(**sums).order_by():
+        yield tuple(row[b] for b in by), [
+            _decimal(row[f"s_{n}"]) if i in MONEY_AT else (row[f"s_{n}"] or 0) for i, n in enumerate(SCALARS)]
 
 
 def _report(rows, res: str, *, per_model: bool) -> tuple[Acc, dict[datetime, Acc], dict[tuple, Acc]]:
@@ -167,11 +162,11 @@ def _report(rows, res: str, *, per_model: bool) -> tuple[Acc, dict[datetime, Acc
     series: dict[datetime, Acc] = {}
     models: dict[tuple, Acc] = {}
     starts = Starts(res)
-    for (start,), outcome, sums in _grouped(rows, "start"):
-        series.setdefault(starts(start), Acc()).add(sums, outcome)
+    for (start,), sums in _grouped(rows, "start"):
+        series.setdefault(starts(start), Acc()).add(sums)
     if per_model:
-        for key, outcome, sums in _grouped(rows, "model_pk", "public_id", "provider"):
-            models.setdefault(key, Acc()).add(sums, outcome)
+        for key, sums in _grouped(rows, "model_pk", "public_id", "provider"):
+            models.setdefault(key, Acc()).add(sums)
     by_pk = {(pk, public_id): acc for (pk, public_id, _), acc in models.items()}
     from_bytes = histogram.from_bytes
     spare = Acc()

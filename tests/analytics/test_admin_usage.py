@@ -62,9 +62,11 @@ def test_usage_records_filter_by_key_and_date(admin_client, records):
 
 def test_rollups_are_listed_read_only_and_filter_by_resolution_and_outcome(admin_client, records):
     url = reverse("admin:analytics_usagerollup_changelist")
-    day = admin_client.get(f"{url}?res=d&outcome={OutcomeClass.OK}&key=-1")
+    every_key = admin_client.get(f"{url}?res=d&key=-1")  # one row per model, over endpoints and outcomes
+    limited = admin_client.get(f"{url}?res=d&outcome={OutcomeClass.RATE_LIMITED}")
 
-    assert day.status_code == 200 and day.context["cl"].result_count == 1
+    assert every_key.status_code == 200 and every_key.context["cl"].result_count == 1
+    assert limited.context["cl"].result_count == 1
     assert admin_client.get(reverse("admin:analytics_usagerollup_add")).status_code == 403
 
 
