@@ -75,9 +75,9 @@ def test_a_producing_stream_outlives_the_failover_deadline(gateway, user_secret,
 
 
 def test_a_stream_that_goes_silent_ends_with_an_error_and_counts(gateway, user_secret, provider, fake, settings):
-    settings.AFMTS_GATEWAY_IDLE_SECONDS = 0.3
+    settings.AFMTS_GATEWAY_IDLE_SECONDS = 0.5
     provider("groq", models=[FREE])
-    fake.state.push("groq", "ok", delay=1.0)
+    fake.state.push("groq", "ok", delay=4.0)
 
     with httpx.stream("POST", f"{gateway}/v1/chat/completions", timeout=20,
                       headers={"authorization": f"Bearer {user_secret}"},
