@@ -1,6 +1,6 @@
 """Benchmark of a discovery cycle (issue 4).
 
-    .venv/bin/python bench/discovery.py [--models 500] [--slow 2.0] [--slow-provider mistral]
+    .venv/bin/python bench/discovery.py [--models 500] [--slow 2.0] [--slow-provider mistral] [--kinds a,b,...]
 
 Seventeen providers (every adapter kind) at the fake provider server, each listing `--models` models in
 its own wire format, one of them answering only after `--slow` seconds. Runs a first cycle (all
@@ -113,13 +113,15 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=500)
     parser.add_argument("--slow", type=float, default=2.0)
     parser.add_argument("--slow-provider", default="mistral", choices=sorted(ADAPTERS))
+    parser.add_argument("--kinds", default=",".join(ADAPTERS), help="comma-separated kinds (default: every kind)")
     args = parser.parse_args()
+    kinds = [k for k in args.kinds.split(",") if k]
 
     call_command("migrate", verbosity=0)
     fake = FakeProviders()
     try:
         fake.control("config", {"page_size": 1000})
-        for kind in ADAPTERS:
+        for kind in kinds:
             services.provider_create(slug=kind.replace("_", "-"), kind=kind, base_url=fake.base_url(kind), api_key=KEY)
             fake.control("listing", {"provider": kind, "add": entries(kind, args.models),
                                      "remove": [_entry_id(m) for m in LISTINGS[kind]]})
@@ -143,7 +145,7 @@ def main() -> None:
         shutil.rmtree(DATA_DIR, ignore_errors=True)
 
     target = args.slow + 0.5
-    print(f"\nDiscovery: {len(ADAPTERS)} providers x {args.models} models, {args.slow_provider} slowed by {args.slow:g} s "
+    print(f"\nDiscovery: {len(kinds)} providers x {args.models} models, {args.slow_provider} slowed by {args.slow:g} s "
           f"(embedded SQLite, fake providers on 127.0.0.1; {total} models registered)\n")
     header = f"{'cycle':<24} {'seen':>6} {'new':>6} {'changed':>7} {'errors':>6} {'time s':>7} {'target':>7} {'writes':>7}  met?"
     print(header)
