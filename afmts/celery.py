@@ -32,3 +32,13 @@ def _serve_metrics(**kwargs) -> None:
     from afmts.metrics import serve_worker_metrics  # not at import: settings name the metrics folder first
 
     serve_worker_metrics()
+
+
+@worker_ready.connect
+def _discover_now(sender=None, **kwargs) -> None:
+    """A first discovery cycle as soon as the worker is up, not one beat interval later: with `make
+    run` the demo models are routable seconds after start. Several workers starting at once are
+    harmless (a provider's listing is applied under its row lock, idempotently)."""
+    from registry.tasks import discovery_cycle
+
+    discovery_cycle.apply_async(expires=60)

@@ -350,6 +350,8 @@ AFMTS_EVENTS_KEEP = env.int("AFMTS_EVENTS_KEEP", default=10_000)
 AFMTS_DEMO = env.bool("AFMTS_DEMO", default=False)
 # Port of the fake provider server that plays the demo providers.
 AFMTS_DEMO_PORT = env.int("AFMTS_DEMO_PORT", default=8900)
+# Demo providers stay the last fallbacks of auto/free even after a real model has answered.
+AFMTS_DEMO_KEEP = env.bool("AFMTS_DEMO_KEEP", default=False)
 # Embedded mode: how often a web process forwards events written by other processes to its sockets.
 AFMTS_EVENT_RELAY_SECONDS = env.float("AFMTS_EVENT_RELAY_SECONDS", default=0.5)
 

@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -45,7 +45,9 @@ SIX_PLACES = Decimal("0.000001")
 TRACKED = (
     "name", "type", "capabilities", "context_window", "max_output_tokens", "input_price", "output_price",
     "is_free", "free_reason", "free_rpm", "free_rpd", "free_tpm", "free_tpd", "quota_scope", "metadata",
+    "expires_at",
 )
+BECAME, STOPPED = "model_became_free", "model_stopped_being_free"
 
 
 @dataclass
@@ -71,9 +73,24 @@ def _price(value) -> Decimal | None:
     return None if value is None else Decimal(str(value)).quantize(SIX_PLACES)
 
 
-def _fields_from_record(record) -> dict[str, Any]:
+def expiry(value: Any) -> datetime | None:
+    """A listing's expiration date as a UTC time: OpenRouter's `expiration_date` is a date
+    ("2025-06-01", the day the offer is gone: its start) or a full ISO time; anything else is None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def _fields_from_record(record, now: datetime) -> dict[str, Any]:
     quota = record.quota or {}
     model_type = record.type if record.type in ModelType.values else ModelType.LLM
+    expires_at = expiry((record.metadata or {}).get("expiration_date"))
+    # A free offer past its expiry is over, whatever the listing still says.
+    is_free = bool(record.is_free) and (expires_at is None or expires_at > now)
     return {
         "name": (record.name or record.id)[:255],
         "type": model_type,
@@ -82,15 +99,40 @@ def _fields_from_record(record) -> dict[str, Any]:
         "max_output_tokens": record.max_output_tokens or None,
         "input_price": _price(record.input_price),
         "output_price": _price(record.output_price),
-        "is_free": bool(record.is_free),
-        "free_reason": (record.free_reason or "")[:255] if record.is_free else "",
+        "is_free": is_free,
+        "free_reason": (record.free_reason or "")[:255] if is_free else "",
         "free_rpm": quota.get("rpm"),
         "free_rpd": quota.get("rpd"),
         "free_tpm": quota.get("tpm"),
         "free_tpd": quota.get("tpd"),
         "quota_scope": record.quota_scope or "model",
         "metadata": record.metadata or {},
+        "expires_at": expires_at,
     }
+
+
+def free_now(is_free: bool, status: str) -> bool:
+    """Free for a user right now: a free offer on a model still listed (expiry is folded into
+    is_free). The history records every change of this, one row per transition."""
+    return bool(is_free) and status != ModelStatus.RETIRED
+
+
+def _free_change(model: AIModel, public_id: str, became: bool, reason: str, now: datetime) -> ModelChange:
+    return ModelChange(
+        model=model, public_id=public_id, event=BECAME if became else STOPPED, field="is_free",
+        old=not became, new=became, reason=reason, at=now,
+    )
+
+
+def _why(became: bool, diff: dict[str, tuple[Any, Any]], was_retired: bool, expires_at: datetime | None,
+         now: datetime) -> str:
+    if became:
+        if was_retired:
+            return "returned"
+        return "price" if {"input_price", "output_price"} & set(diff) else "listed"
+    if expires_at is not None and expires_at <= now:
+        return "expired"
+    return "price" if {"input_price", "output_price"} & set(diff) else "rules"
 
 
 def fingerprint(fields: dict[str, Any]) -> str:
@@ -98,6 +140,8 @@ def fingerprint(fields: dict[str, Any]) -> str:
 
 
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
     return float(value) if isinstance(value, Decimal) else value
 
 
@@ -134,7 +178,7 @@ def apply_listing(provider_id: int, listing, *, now: datetime | None = None) -> 
         resolution = _last_seen_resolution()
 
         for model_id, record in records.items():
-            fields = _fields_from_record(record)
+            fields = _fields_from_record(record, now)
             digest = fingerprint(fields)
             result.seen += 1
             result.free += fields["is_free"]
@@ -158,7 +202,8 @@ def apply_listing(provider_id: int, listing, *, now: datetime | None = None) -> 
                 for name, value in fields.items()
                 if name not in pinned and getattr(model, name) != value
             }
-            if model.status == ModelStatus.RETIRED and "status" not in pinned:
+            was_retired = model.status == ModelStatus.RETIRED
+            if was_retired and "status" not in pinned:
                 diff["status"] = (ModelStatus.RETIRED, ModelStatus.AVAILABLE)
             model.fingerprint = digest
             update_fields.add("fingerprint")
@@ -166,18 +211,25 @@ def apply_listing(provider_id: int, listing, *, now: datetime | None = None) -> 
             to_update.append(model)
             if not diff:
                 continue  # only pinned fields differ (or a first look at a manual model): remember it
+            was_free = free_now(model.is_free, model.status)
+            public_id = f"{provider.slug}/{model_id}"
             for name, (old, new) in diff.items():
                 setattr(model, name, new)
                 update_fields.add(name)
+                if name == "is_free":
+                    continue  # is_free rows are the free history's transitions, written below
                 changes.append(ModelChange(
-                    model=model, public_id=f"{provider.slug}/{model_id}", event="model_updated", field=name,
+                    model=model, public_id=public_id, event="model_updated", field=name,
                     old=_jsonable(old) if name != "metadata" else None,
                     new=_jsonable(new) if name != "metadata" else None, at=now,
                 ))
             result.changed += 1
             events.append(("model_updated", {"model": model, "changed": sorted(diff)}))
-            if "is_free" in diff:
-                events.append(("model_became_free" if model.is_free else "model_stopped_being_free", {"model": model}))
+            is_free = free_now(model.is_free, model.status)
+            if is_free != was_free:
+                reason = _why(is_free, diff, was_retired, model.expires_at, now)
+                changes.append(_free_change(model, public_id, is_free, reason, now))
+                events.append((BECAME if is_free else STOPPED, {"model": model, "reason": reason}))
 
         if to_create:
             created = bulk.insert(AIModel, to_create)
@@ -188,11 +240,8 @@ def apply_listing(provider_id: int, listing, *, now: datetime | None = None) -> 
                 changes.append(ModelChange(model=model, public_id=public_id, event="model_registered", at=now))
                 events.append(("model_registered", {"model": model}))
                 if model.is_free:
-                    changes.append(ModelChange(
-                        model=model, public_id=public_id, event="model_became_free", field="is_free",
-                        old=None, new=True, at=now,
-                    ))
-                    events.append(("model_became_free", {"model": model}))
+                    changes.append(_free_change(model, public_id, True, "listed", now))
+                    events.append((BECAME, {"model": model, "reason": "listed"}))
         if to_update:
             AIModel.objects.bulk_update(to_update, sorted(update_fields | {"last_seen", "updated_at"}), batch_size=500)
             writes += 1
@@ -211,13 +260,19 @@ def apply_listing(provider_id: int, listing, *, now: datetime | None = None) -> 
             AIModel.objects.filter(pk__in=[m.pk for m in gone]).update(status=ModelStatus.RETIRED, updated_at=now)
             writes += 1
             for model in gone:
+                public_id = f"{provider.slug}/{model.model_id}"
+                was_free = free_now(model.is_free, model.status)
                 changes.append(ModelChange(
-                    model=model, public_id=f"{provider.slug}/{model.model_id}", event="model_retired",
+                    model=model, public_id=public_id, event="model_retired",
                     field="status", old=model.status, new=ModelStatus.RETIRED, at=now,
                 ))
                 model.status = ModelStatus.RETIRED
                 events.append(("model_retired", {"model": model}))
                 result.retired += 1
+                if was_free:
+                    # Most free offers end this way: the ":free" variant vanishes from the listing.
+                    changes.append(_free_change(model, public_id, False, "withdrawn", now))
+                    events.append((STOPPED, {"model": model, "reason": "withdrawn"}))
 
         provider_fields = _provider_success_fields(provider, now)
         if provider_fields:
@@ -235,6 +290,29 @@ def apply_listing(provider_id: int, listing, *, now: datetime | None = None) -> 
     result.writes = writes
     result.events = [name for name, _ in events]
     return result
+
+
+def expire_due(*, now: datetime | None = None) -> int:
+    """Free offers whose expiry has passed end now, between listings too: is_free goes off, with a
+    `model_stopped_being_free` row and event (reason `expired`). The routing snapshot already leaves
+    them out from the expiry on (registry.selectors); the event makes every process rebuild."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        due = list(
+            AIModel.objects.select_for_update().select_related("provider")
+            .filter(is_free=True, expires_at__lte=now).exclude(status=ModelStatus.RETIRED)
+        )
+        if not due:
+            return 0
+        AIModel.objects.filter(pk__in=[m.pk for m in due]).update(is_free=False, free_reason="", updated_at=now)
+        changes, events = [], []
+        for model in due:
+            model.is_free, model.free_reason = False, ""
+            changes.append(_free_change(model, model.public_id, False, "expired", now))
+            events.append((STOPPED, _event_data(model.provider, {"model": model, "reason": "expired"})))
+        bulk.insert(ModelChange, changes)
+        publish_many(events, json_ready=True)
+    return len(due)
 
 
 def _provider_success_fields(provider: Provider, now: datetime) -> dict[str, Any]:

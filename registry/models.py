@@ -89,8 +89,9 @@ class Provider(QuotaFields):
 
 
 class ModelType(models.TextChoices):
-    LLM = "llm"
+    LLM = "llm"  # the umbrella: chat and completion models are LLMs too (registry.selectors)
     CHAT = "chat"
+    COMPLETION = "completion"
     EMBEDDING = "embedding"
     VISION = "vision"
     IMAGE = "image"
@@ -145,6 +146,9 @@ class AIModel(QuotaFields):
     priority = models.IntegerField(default=0, help_text="Higher ranks first among otherwise equal models.")
     # Digest of the listing entry discovery last applied: an unchanged entry is skipped unread.
     fingerprint = models.CharField(max_length=40, blank=True, default="", editable=False)
+    # When the provider ends the model's free offer (OpenRouter's expiration_date); past it the
+    # model is not routed and its history says it expired.
+    expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = "AI model"
@@ -168,6 +172,7 @@ class AIModel(QuotaFields):
 class AgentStatus(models.TextChoices):
     ONLINE = "online"
     OFFLINE = "offline"
+    BUSY = "busy"
 
 
 class Agent(models.Model):
@@ -258,6 +263,8 @@ class ModelChange(models.Model):
     field = models.CharField(max_length=64, blank=True, default="")
     old = models.JSONField(null=True, blank=True)
     new = models.JSONField(null=True, blank=True)
+    # Why a model became or stopped being free: listed, price, withdrawn, returned, expired, operator.
+    reason = models.CharField(max_length=32, blank=True, default="")
     at = models.DateTimeField(db_index=True)
 
     class Meta:

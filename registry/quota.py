@@ -167,3 +167,102 @@ def quota_for(
         "remainingFraction": 0.0 if blocked else (min(fractions) if fractions else None),
         "blockedUntil": blocked["resetAt"] if blocked else None,
     }
+
+
+# ------------------------------------------------------------------ account pools
+
+# Extra windows of a free tier (free_tiers.json quota keys) -> their window names.
+EXTRA_WINDOWS = {
+    "requests_per_month": "requests/month", "tokens_per_month": "tokens/month", "neurons_per_day": "neurons/day",
+    "rph": "requests/hour", "tph": "tokens/hour",
+}
+# OpenRouter: 50 `:free` requests a day on a free-tier account, 1,000 once $10 of credit was bought
+# (openrouter.ai/docs/api-reference/limits; `is_free_tier` of GET /api/v1/key says which).
+OPENROUTER_DAILY = {True: 50, False: 1000}
+KEY_META = "openrouterKey"
+
+
+def _day_start(now: datetime) -> datetime:
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def openrouter_key_known(provider, now: datetime | None = None) -> dict[str, Any] | None:
+    """What GET /api/v1/key said, if it was read in the current daily window (so it is read at most
+    once a window); None when it is due."""
+    now = now or timezone.now()
+    key = (provider.metadata or {}).get(KEY_META)
+    if not isinstance(key, dict) or not key.get("checkedAt"):
+        return None
+    try:
+        checked = datetime.fromisoformat(key["checkedAt"].replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return key if checked >= _day_start(now) else None
+
+
+def openrouter_key_learned(provider_id: int, info: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
+    """Keep what the key endpoint said (tier, credit left) and set the account pool's daily cap."""
+    from registry.models import Provider
+
+    now = now or timezone.now()
+    daily = OPENROUTER_DAILY[bool(info.get("is_free_tier"))]
+    key = {
+        "checkedAt": now.isoformat().replace("+00:00", "Z"), "isFreeTier": bool(info.get("is_free_tier")),
+        "limitRemaining": info.get("limit_remaining"), "limit": info.get("limit"), "usage": info.get("usage"),
+        "requestsPerDay": daily,
+    }
+    with transaction.atomic():
+        provider = Provider.objects.select_for_update().get(pk=provider_id)
+        Provider.objects.filter(pk=provider_id).update(metadata={**(provider.metadata or {}), KEY_META: key})
+        state = QuotaState.objects.filter(provider_id=provider_id, model=None, window="requests/day")
+        if not state.update(limit=daily):
+            _upsert(provider_id, None, "requests/day", {
+                "limit": daily, "remaining": None, "used": 0, "observed_at": now, "source": "key",
+                "reset_at": _day_start(now) + timedelta(days=1),
+            })
+    return key
+
+
+def openrouter_apply_cap(listing, key: dict[str, Any] | None) -> None:
+    """The account's daily cap on every `:free` record of the listing (the table says 50)."""
+    if not key or not key.get("requestsPerDay"):
+        return
+    for record in listing.models:
+        if record.is_free and record.quota_scope == QuotaScope.ACCOUNT:
+            record.quota = {**(record.quota or {}), "rpd": int(key["requestsPerDay"])}
+
+
+def quota_pools(
+    rows: list[tuple[int, dict[str, Any]]], states: dict[tuple[int, int | None], list[QuotaState]], now: datetime,
+) -> list[dict[str, Any]]:
+    """Account-wide free quotas, one pool per provider account: every free model of the account draws
+    on it. `rows` are (provider id, model API row) of free models. A pool's `key` is the gateway's own
+    name for the scope (routing.live.scope_of), so /api/routing/state and this agree."""
+    from registry.models import Provider
+    from routing.providers import tables
+
+    shared: dict[int, list[dict[str, Any]]] = {}
+    for provider_id, row in rows:
+        if row["quotaScope"] == QuotaScope.ACCOUNT:
+            shared.setdefault(provider_id, []).append(row)
+    if not shared:
+        return []
+    providers = {p["id"]: p for p in Provider.objects.filter(pk__in=shared).values("id", "slug", "kind", "metadata")}
+    pools = []
+    for provider_id, models in sorted(shared.items(), key=lambda item: providers[item[0]]["slug"]):
+        provider = providers[provider_id]
+        pool = quota_for(models[0], provider_id, states, now)
+        extra = (tables.provider_free_info(provider["kind"]).get("default") or {})
+        rows_by_window = {s.window: s for s in states.get((provider_id, None), [])}
+        for name, window in EXTRA_WINDOWS.items():
+            if extra.get(name) is not None:
+                pool["windows"][window] = window_view(rows_by_window.get(window), int(extra[name]), window, now).as_dict()
+        out = {
+            "provider": provider["slug"], "providerKind": provider["kind"], "key": f"a:{provider_id}",
+            "models": len(models), **pool,
+        }
+        key = (provider["metadata"] or {}).get(KEY_META)
+        if isinstance(key, dict):
+            out["account"] = {name: key.get(name) for name in ("isFreeTier", "limitRemaining", "checkedAt")}
+        pools.append(out)
+    return pools

@@ -1,9 +1,17 @@
 """Reads of the registry. Model reads are served from an immutable in-memory snapshot rebuilt when
 the registry version changes (registry.version), so listing and ranking 10,000 models costs no query.
+REST reads (`model_list`, `model_find`, `rank`) first re-read the version (one cheap query), so a
+write committed by any process (the CLI, the worker) shows at once; the gateway's hot path reads the
+snapshot its watcher keeps fresh and never queries.
+
+Types: `llm` is the umbrella of `chat` and `completion` (the seeds register `type: "llm"`, discovery
+types chat models `chat`): asking for `llm` finds all three.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -19,8 +27,14 @@ MODEL_COLUMNS = (
     "free_tpm", "free_tpd", "status", "tags", "metadata", "description", "first_seen", "last_seen",
     "updated_at", "latency_ms", "reliability", "source", "disabled", "pinned_fields", "priority",
     "provider_id", "provider__slug", "provider__kind", "provider__base_url", "provider__enabled",
-    "provider__is_demo", "provider__status",
+    "provider__is_demo", "provider__status", "expires_at",
 )
+# A type asked for -> the types it covers.
+UMBRELLA = {"llm": frozenset({"llm", "chat", "completion"})}
+
+
+def type_matches(have: str, wanted: str) -> bool:
+    return have == wanted or have in UMBRELLA.get(wanted, ())
 
 
 def _num(value: Decimal | None) -> float | None:
@@ -70,6 +84,7 @@ def model_representation(row: dict[str, Any]) -> dict[str, Any]:
         "disabled": row["disabled"],
         "pinnedFields": list(row["pinned_fields"] or []),
         "priority": row["priority"],
+        "expiresAt": _iso(row.get("expires_at")),
     }
 
 
@@ -122,6 +137,7 @@ class ModelView:
     row: dict[str, Any] = field(repr=False)
     _api: dict[str, Any] | None = field(default=None, repr=False)
     provider_status: str = "unknown"  # the provider's listing health: unknown, up, down
+    expires_at: float | None = None  # epoch seconds when the free offer ends (not routed from then on)
 
     @property
     def api(self) -> dict[str, Any]:
@@ -130,7 +146,10 @@ class ModelView:
         return self._api
 
 
-def _view(row: dict[str, Any]) -> ModelView:
+def _view(row: dict[str, Any], now: float | None = None) -> ModelView:
+    now = time.time() if now is None else now
+    expires = row.get("expires_at")
+    expires_at = expires.timestamp() if expires is not None else None
     input_price, output_price = _num(row["input_price"]), _num(row["output_price"])
     public_id = f"{row['provider__slug']}/{row['model_id']}"
     parts = static_parts(
@@ -151,8 +170,9 @@ def _view(row: dict[str, Any]) -> ModelView:
         latency_ms=row["latency_ms"], reliability=row["reliability"], priority=row["priority"],
         free_rpm=row["free_rpm"], free_rpd=row["free_rpd"], free_tpm=row["free_tpm"], free_tpd=row["free_tpd"],
         quota_scope=row["quota_scope"],
-        routable=row["provider__enabled"] and not row["disabled"] and row["status"] != ModelStatus.RETIRED,
-        provider_status=row["provider__status"],
+        routable=(row["provider__enabled"] and not row["disabled"] and row["status"] != ModelStatus.RETIRED
+                  and (expires_at is None or expires_at > now)),
+        provider_status=row["provider__status"], expires_at=expires_at,
         is_demo=row["provider__is_demo"],
         search_text=" ".join((public_id, row["name"], row["description"])).lower(),
         parts=parts, base=base, row=row,
@@ -172,10 +192,30 @@ class Snapshot:
     # (policy, "cap:<c>" | "type:<t>" | "provider:<slug>" | "free") -> that slice of ranked[policy],
     # so a selective query walks a short list (a rare capability, one provider).
     index: dict[tuple[str, str], list[ModelView]]
+    # What `auto` and `free` do with demo providers (see `demo_rule`): "none" (there are none),
+    # "mix" (no real model: rank them as any), "last" (after every real model), "skip" (never).
+    demo: str = "none"
+
+
+def demo_rule(usable: list[ModelView], *, keep: bool) -> str:
+    """Demo providers serve until a real provider's model has answered a call (traffic or a probe:
+    its observed reliability is above zero); until then they are the last fallbacks behind the real
+    models, so a newcomer's first real model that cannot answer (a placeholder key, a local server
+    not running) costs a fast failover, not a failed request. AFMTS_DEMO_KEEP keeps them as last
+    fallbacks for good."""
+    if not any(m.is_demo for m in usable):
+        return "none"
+    real = [m for m in usable if not m.is_demo]
+    if not real:
+        return "mix"
+    if not keep and any(m.reliability for m in real):
+        return "skip"
+    return "last"
 
 
 def _keys(m: ModelView) -> list[str]:
     keys = [f"cap:{c}" for c in m.capabilities] + [f"type:{m.type}", f"provider:{m.provider}"]
+    keys += [f"type:{umbrella}" for umbrella, types in UMBRELLA.items() if m.type in types and m.type != umbrella]
     if m.is_free:
         keys.append("free")
     return keys
@@ -194,9 +234,11 @@ def build_snapshot(models: tuple[ModelView, ...]) -> Snapshot:
         for m in ordered:
             for key in keys[m.pk]:
                 index.setdefault((policy, key), []).append(m)
+    from django.conf import settings
+
     return Snapshot(
         models=models, by_pk={m.pk: m for m in models}, by_public_id={m.public_id: m for m in models},
-        ranked=ranked, index=index,
+        ranked=ranked, index=index, demo=demo_rule(usable, keep=settings.AFMTS_DEMO_KEEP),
     )
 
 
@@ -208,8 +250,20 @@ def _build_snapshot() -> Snapshot:
 _snapshot = version.Versioned(_build_snapshot)
 
 
-def snapshot() -> Snapshot:
+def snapshot(*, fresh: bool = False) -> Snapshot:
+    """The current snapshot. `fresh` (REST reads) re-reads the registry version first, so every
+    committed write, whichever process made it, is in it; never from an event loop's thread."""
+    if fresh and not _in_loop():
+        version.refresh()
     return _snapshot.get()
+
+
+def _in_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 # ------------------------------------------------------------------ listing
@@ -221,8 +275,8 @@ def model_list(
 ) -> list[ModelView]:
     out = []
     needle = search.lower() if search else None
-    for m in snapshot().models:
-        if type and m.type != type:
+    for m in snapshot(fresh=True).models:
+        if type and not type_matches(m.type, type):
             continue
         if provider and m.provider != provider:
             continue
@@ -261,9 +315,11 @@ class Criteria:
 def matches(m: ModelView, c: Criteria) -> bool:
     """Hard constraints. Declared facts (price, context) must be known to pass; observations not
     yet made (latency, reliability) do not exclude a model."""
-    if not c.include_unavailable and (not m.routable or m.status == ModelStatus.DOWN):
+    if not c.include_unavailable and (
+        not m.routable or m.status == ModelStatus.DOWN or (m.expires_at is not None and m.expires_at <= time.time())
+    ):
         return False
-    if c.type and m.type != c.type:
+    if c.type and not type_matches(m.type, c.type):
         return False
     if c.provider and m.provider != c.provider:
         return False
@@ -290,7 +346,7 @@ def matches(m: ModelView, c: Criteria) -> bool:
 
 def rank(criteria: Criteria, *, limit: int | None = None, snap: Snapshot | None = None) -> list[ModelView]:
     """Models meeting the criteria, best first (ties keep public-id order)."""
-    snap = snap or snapshot()
+    snap = snap or snapshot(fresh=True)
     if not criteria.include_unavailable:
         # The usable models are already in score order: take the first that match, walking the
         # shortest list that every match must be on.

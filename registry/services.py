@@ -3,9 +3,11 @@ publisher (registry.events), so nothing is half-written and every process learns
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -44,9 +46,75 @@ def outbound_url(url: str, *, kind: str, field: str) -> str:
     return url
 
 
+# A model registered without capabilities gets its type's (the seeds register `type: "llm"` only).
+TYPE_CAPABILITIES: dict[str, list[str]] = {
+    "llm": ["text-generation"], "chat": ["text-generation"], "completion": ["text-generation"],
+    "vision": ["text-generation", "vision"], "embedding": ["embeddings"], "image": ["image-generation"],
+    "audio": ["audio"], "rerank": ["rerank"],
+}
+
+
+def canonical_base_url(kind: str, url: str) -> str:
+    """A base URL as the kind's adapter wants it: the API prefix its paths add themselves is
+    stripped (a trailing `/v1`, OpenRouter's `/api/v1` -> `/api`, Groq's `/openai/v1` -> `/openai`,
+    Gemini's `/v1beta`, GitHub's `/inference`, ...), and the kind's own host typed bare gets the
+    kind's path (`https://openrouter.ai` -> `https://openrouter.ai/api`). Without this, a URL typed
+    the way the OpenAI SDK, vLLM or LiteLLM want it sends every call to `/v1/v1/...`."""
+    adapter = adapter_class(kind)
+    url = url.strip().rstrip("/")
+    parts = urlsplit(url)
+    path = parts.path.rstrip("/")
+    prefixes = {"/v1"} | {
+        "/" + p.strip("/").split("/", 1)[0]
+        for p in (adapter.chat_path, adapter.models_path, getattr(adapter, "embeddings_path", None)) if p
+    }
+    default = urlsplit(adapter.default_base_url)
+    while path and not (path == default.path.rstrip("/") and parts.netloc == default.netloc):
+        last = "/" + path.rsplit("/", 1)[-1]
+        if last not in prefixes:
+            break
+        path = path[: -len(last)]
+    if not path and parts.netloc == default.netloc and default.path.strip("/"):
+        path = default.path.rstrip("/")
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
+
+
+def _normalized(kind: str, url: str, field: str, notes: list[str]) -> str:
+    canonical = canonical_base_url(kind, url)
+    if canonical != url.strip().rstrip("/"):
+        notes.append(f"{field} stored as {canonical} (given {url.strip()}): the {kind} adapter adds the API path itself.")
+    return canonical
+
+
+def base_url_verify(*, kind: str, base_url: str, api_key: str | None, field: str = "baseUrl") -> None:
+    """A 400 naming what was tried unless the kind's model listing answers at `base_url` (the
+    outbound URL policy applies at connect time). Call outside any transaction: it is network I/O."""
+    from afmts.logging import sanitize
+    from routing.providers.http import close_clients
+
+    adapter = adapter_class(kind)(base_url=base_url, api_key=api_key or None)
+    tried = f"GET {base_url}{adapter.models_path}"
+
+    async def listing() -> None:
+        try:
+            await asyncio.wait_for(adapter.list_models(), 10)
+        finally:
+            await close_clients()
+
+    try:
+        asyncio.run(listing())
+    except Exception as exc:  # noqa: BLE001 - any failure is the answer
+        reason = "no answer within 10 s" if isinstance(exc, TimeoutError) else sanitize(f"{type(exc).__name__}: {exc}", 500)
+        raise ValidationError(
+            {field: [f"{base_url} did not answer as a {adapter.label} server: tried {tried}: {reason}"]},
+            code="unreachable",
+        ) from None
+
+
 def provider_data(provider: Provider) -> dict[str, Any]:
     """A provider as the API and events show it: the credential never, only whether there is one."""
-    return {
+    notes = getattr(provider, "notes", None)
+    return ({"notes": notes} if notes else {}) | {
         "id": provider.id,
         "slug": provider.slug,
         "name": provider.name,
@@ -75,7 +143,10 @@ def provider_update(*, provider: Provider, fields: dict[str, Any]) -> Provider:
     if "api_key" in fields:
         provider.api_key = fields.pop("api_key") or None
     if "base_url" in fields:
-        fields["base_url"] = outbound_url(fields["base_url"].rstrip("/"), kind=provider.kind, field="baseUrl")
+        notes: list[str] = []
+        fields["base_url"] = outbound_url(_normalized(provider.kind, fields["base_url"], "baseUrl", notes),
+                                          kind=provider.kind, field="baseUrl")
+        provider.notes = notes
     for name, value in fields.items():
         setattr(provider, name, value)
     provider.save()
@@ -95,11 +166,13 @@ def provider_create(
     name: str | None = None, is_demo: bool = False, **fields: Any,
 ) -> Provider:
     adapter = adapter_class(kind)
+    notes: list[str] = []
+    url = _normalized(kind, base_url, "baseUrl", notes) if base_url else adapter.default_base_url
     provider = Provider(
         slug=slugify(slug), kind=kind, name=name or adapter.label,
-        base_url=outbound_url((base_url or adapter.default_base_url).rstrip("/"), kind=kind, field="baseUrl"),
-        is_demo=is_demo, **fields,
+        base_url=outbound_url(url, kind=kind, field="baseUrl"), is_demo=is_demo, **fields,
     )
+    provider.notes = notes
     provider.api_key = api_key
     with transaction.atomic():
         provider.save()
@@ -111,7 +184,9 @@ def provider_create(
 
 
 def model_data(model: AIModel) -> dict[str, Any]:
-    return model_instance_representation(model)
+    data = model_instance_representation(model)
+    notes = getattr(model.provider, "notes", None)
+    return data | {"notes": notes} if notes else data
 
 
 @transaction.atomic
@@ -160,6 +235,8 @@ def model_register(
         existing.save()
         publish("model_updated", model_data(existing))
         return existing, False
+    if not fields.get("capabilities"):
+        fields["capabilities"] = list(TYPE_CAPABILITIES.get(fields.get("type") or "llm", []))
     try:
         with transaction.atomic():
             model = AIModel.objects.create(provider=provider, model_id=model_id, source=Source.MANUAL, **fields)

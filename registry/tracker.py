@@ -26,7 +26,9 @@ def adapter_for(provider: Provider, **kwargs) -> Adapter:
 
 
 def discover(slugs: list[str] | None = None) -> list[discovery.ProviderResult]:
-    """One discovery cycle over the due providers (or the named ones), listed concurrently."""
+    """One discovery cycle over the due providers (or the named ones), listed concurrently. Free
+    offers that expired since the last cycle end first, whether or not their provider is due."""
+    discovery.expire_due()
     providers = discovery.due_providers(slugs=slugs)
     if not providers:
         return []
@@ -37,17 +39,44 @@ async def _discover(providers: list[Provider]) -> list[discovery.ProviderResult]
     from routing.providers.http import close_clients
 
     observe = sync_to_async(_observe_listing_quota, thread_sensitive=False)
+    learn = sync_to_async(_learn_key, thread_sensitive=False)
 
     async def list_models(provider: Provider):
-        listing = await adapter_for(provider).list_models()
+        adapter = adapter_for(provider)
+        listing = await adapter.list_models()
         if listing.rate_limit:
             await observe(provider.pk, listing.rate_limit)
+        if provider.kind == "openrouter" and provider.has_api_key:
+            key = quota.openrouter_key_known(provider)
+            if key is None:
+                key = await _openrouter_key(adapter, provider)
+                if key is not None:
+                    await learn(provider.pk, key)
+            quota.openrouter_apply_cap(listing, key)
         return listing
 
     try:
         return await discovery.run_cycle(providers, list_models)
     finally:
         await close_clients()
+
+
+async def _openrouter_key(adapter: Adapter, provider: Provider) -> dict | None:
+    """`GET /api/v1/key`: the account's free tier and credit. A failure costs the listing nothing."""
+    try:
+        return await asyncio.wait_for(adapter.key_info(), settings.AFMTS_DISCOVERY_TIMEOUT_SECONDS)
+    except Exception as exc:  # noqa: BLE001 - the cap then stays what the table says
+        log.warning("could not read the OpenRouter key of %s: %s", provider.slug, type(exc).__name__)
+        return None
+
+
+def _learn_key(provider_id: int, info: dict) -> dict:
+    from django.db import connection
+
+    try:
+        return quota.openrouter_key_learned(provider_id, info)
+    finally:
+        connection.close()
 
 
 def _observe_listing_quota(provider_id: int, info) -> None:

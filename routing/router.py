@@ -149,6 +149,8 @@ def _usable(m: ModelView) -> str | None:
             return "retired"
         if not m.row.get("provider__enabled", True):
             return "its provider is disabled"
+        if m.expires_at is not None and not m.row.get("disabled"):
+            return "its free offer expired"
         return "disabled by an operator"
     if m.status == ModelStatus.DOWN:
         return "down (health checks)" + ("; its provider is down" if m.provider_status == "down" else "")
@@ -168,6 +170,8 @@ def _consider(out: Plan, m: ModelView, req: Requirements, live: Live, now: float
               check_usable: bool = False) -> Candidate | None:
     """`m` as a candidate scored with its live parts, or None with the reason recorded in `out`."""
     reason = (_usable(m) if check_usable else None) or _fit(m, req)
+    if reason is None and m.expires_at is not None and m.expires_at <= now:
+        reason = "its free offer expired"  # between the expiry and the next snapshot
     if reason:
         out.reject(m, reason)
         return None
@@ -260,14 +264,18 @@ def _ranked(policy: str, req: Requirements, snap: Snapshot, live: Live, now: flo
         req = Requirements(**{**req.__dict__, "free_only": True})
     out = Plan(policy=policy, resolved=policy)
     ranked = snap.ranked[policy]
-    # As soon as any real provider exists, `auto` and `free` never route to a demo provider (DESIGN.md).
-    skip_demo = any(not m.is_demo for m in ranked)
+    # Demo providers: behind every real model until a real one has answered, then never
+    # (registry.selectors.demo_rule; README, "Quick start").
+    demo = snap.demo
+    deferred: list[ModelView] = []
     leaders: list[Candidate] = []
     cutoff = None
     for m in ranked if explain else _walk(snap, policy, req):
         if cutoff is not None and m.base[policy] < cutoff:
             break
-        if skip_demo and m.is_demo:
+        if m.is_demo and demo in ("skip", "last"):
+            if demo == "last":
+                deferred.append(m)
             continue
         candidate = _consider(out, m, req, live, now, policy)
         if candidate is None:
@@ -281,4 +289,8 @@ def _ranked(policy: str, req: Requirements, snap: Snapshot, live: Live, now: flo
             cutoff = sorted(c.score for c in leaders)[-max_candidates]
     leaders.sort(key=lambda c: c.score, reverse=True)
     out.candidates = leaders[:max_candidates]
+    if deferred and len(out.candidates) < max_candidates:
+        last = [c for c in (_consider(out, m, req, live, now, policy) for m in deferred) if c is not None]
+        last.sort(key=lambda c: c.score, reverse=True)
+        out.candidates += last[:max_candidates - len(out.candidates)]
     return out

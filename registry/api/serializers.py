@@ -81,7 +81,14 @@ class Slug(Strict, serializers.SlugField):
 
 
 class Choice(Strict, serializers.ChoiceField):
+    """A closed list; a refusal names every valid value."""
+
     json_types = (str,)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        valid = ", ".join(str(c) for c in self.choices)
+        self.error_messages["invalid_choice"] = f'"{{input}}" is not a valid choice: one of {valid}.'
 
 
 class Integer(Strict, serializers.IntegerField):
@@ -273,7 +280,9 @@ class ModelRegisterSerializer(ModelFieldsSerializer):
                 raise serializers.ValidationError(
                     {"providerKind": [f"Provider '{slug}' exists with kind '{existing['kind']}'."]}
                 )
-            endpoint = (attrs.get("endpoint") or "").rstrip("/")
+            from registry.services import canonical_base_url
+
+            endpoint = canonical_base_url(existing["kind"], attrs["endpoint"]) if attrs.get("endpoint") else ""
             if endpoint and endpoint != existing["base_url"].rstrip("/"):
                 raise serializers.ValidationError({"endpoint": [
                     f"Provider '{slug}' exists with endpoint {existing['base_url']}; "

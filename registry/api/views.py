@@ -106,7 +106,8 @@ class ModelRegisterView(Base):
 
     @extend_schema(
         summary="Register a model (the seed's payload)",
-        parameters=[OpenApiParameter("upsert", bool, description="update instead of 409 when it exists")],
+        parameters=[OpenApiParameter("upsert", bool, description="update instead of 409 when it exists"),
+                    OpenApiParameter("verify", bool, description="refuse (400) a base URL whose model listing does not answer")],
         responses={201: ANY, 200: ANY, 409: ANY},
     )
     def post(self, request: Request) -> Response:
@@ -114,6 +115,10 @@ class ModelRegisterView(Base):
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
         provider_slug = fields.pop("provider")
+        if _bool_param(request, "verify") and fields.get("endpoint"):
+            kind = fields["provider_kind"] or provider_slug
+            services.base_url_verify(kind=kind, base_url=services.canonical_base_url(kind, fields["endpoint"]),
+                                     api_key=fields.get("api_key"), field="endpoint")
         model, created = services.model_register(
             provider_slug=provider_slug,
             provider_kind=fields.pop("provider_kind"),
@@ -369,7 +374,7 @@ class FreeModelListView(Base):
         from django.utils import timezone
 
         from registry.models import QuotaState
-        from registry.quota import quota_for
+        from registry.quota import quota_for, quota_pools
 
         models = [
             m for m in selectors.model_list(
@@ -386,15 +391,24 @@ class FreeModelListView(Base):
         rows = []
         for m in models:
             rows.append({**m.api, "quota": quota_for(m.api, m.provider_id, states, now)})
-        return Response({"count": len(rows), "models": rows})
+        pools = quota_pools([(m.provider_id, m.api) for m in models], states, now)
+        return Response({"count": len(rows), "models": rows, "pools": pools})
 
 
 class FreeModelHistoryView(Base):
     pagination_class = Pagination
+    EVENTS = ["model_became_free", "model_stopped_being_free"]
 
     @extend_schema(
-        summary="When models became or stopped being free, newest first",
-        parameters=[OpenApiParameter("provider", str), OpenApiParameter("since", OpenApiTypes.DATETIME, description="ISO 8601 time")],
+        summary="When models became or stopped being free, and why, newest first",
+        parameters=[
+            OpenApiParameter("provider", str, description="provider slug"),
+            OpenApiParameter("model", str, description="public id (provider/model)"),
+            OpenApiParameter("event", str, enum=EVENTS),
+            OpenApiParameter("since", OpenApiTypes.DATETIME, description="ISO 8601 time (after)"),
+            OpenApiParameter("until", OpenApiTypes.DATETIME, description="ISO 8601 time (up to)"),
+            OpenApiParameter("page", int), OpenApiParameter("pageSize", int),
+        ],
         responses=ANY,
     )
     def get(self, request: Request) -> Response:
@@ -404,14 +418,23 @@ class FreeModelHistoryView(Base):
         provider = request.query_params.get("provider")
         if provider:
             changes = changes.filter(public_id__startswith=f"{provider}/")
+        if request.query_params.get("model"):
+            changes = changes.filter(public_id=request.query_params["model"])
+        event = _choice_param(request, "event", self.EVENTS)
+        if event:
+            changes = changes.filter(event=event)
         since = request.query_params.get("since")
         if since:
             changes = changes.filter(at__gt=_time_param(since, "since"))
+        until = request.query_params.get("until")
+        if until:
+            changes = changes.filter(at__lte=_time_param(until, "until"))
         page = self.paginate_queryset(changes.order_by("-at", "-id"))
         return self.get_paginated_response([
             {
-                "model": c.public_id, "modelPk": c.model_id, "event": "model_became_free" if c.new else "model_stopped_being_free",
-                "isFree": bool(c.new), "at": c.at.isoformat().replace("+00:00", "Z"),
+                "model": c.public_id, "modelPk": c.model_id,
+                "event": c.event if c.event in self.EVENTS else self.EVENTS[0] if c.new else self.EVENTS[1],
+                "isFree": bool(c.new), "reason": c.reason, "at": c.at.isoformat().replace("+00:00", "Z"),
             }
             for c in page
         ])
@@ -428,13 +451,18 @@ class ProviderListView(Base):
     def get(self, request: Request) -> Response:
         return Response({"providers": [services.provider_data(p) for p in Provider.objects.all()]})
 
-    @extend_schema(summary="Add a provider (admin); its models are discovered on the next cycle", responses={201: ANY})
+    @extend_schema(summary="Add a provider (admin); its models are discovered on the next cycle", responses={201: ANY},
+                   parameters=[OpenApiParameter("verify", bool, description="refuse (400) a base URL whose model listing does not answer")])
     def post(self, request: Request) -> Response:
         data = self.get_serializer(data=request.data)
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
         if Provider.objects.filter(slug=fields["slug"]).exists():
             raise Conflict(f"Provider '{fields['slug']}' exists.")
+        if _bool_param(request, "verify"):
+            url = services.canonical_base_url(fields["kind"], fields["base_url"]) if fields.get("base_url") else None
+            services.base_url_verify(kind=fields["kind"], base_url=url or services.adapter_class(fields["kind"]).default_base_url,
+                                     api_key=fields.get("api_key"))
         provider = services.provider_create(
             slug=fields.pop("slug"), kind=fields.pop("kind"), base_url=fields.pop("base_url", None),
             api_key=fields.pop("api_key", None) or None, name=fields.pop("name", None), **fields,
@@ -450,7 +478,7 @@ class ProviderDetailView(Base):
     def get(self, request: Request, pk: int) -> Response:
         return Response(services.provider_data(get_object_or_404(Provider, pk=pk)))
 
-    @extend_schema(summary="Change a provider (admin); apiKey is write-only", responses=ANY)
+    @extend_schema(summary="Change a provider (admin); apiKey is write-only", responses=ANY, parameters=[OpenApiParameter("verify", bool, description="refuse (400) a base URL whose model listing does not answer")])
     def patch(self, request: Request, pk: int) -> Response:
         provider = get_object_or_404(Provider, pk=pk)
         data = self.get_serializer(data=request.data, partial=True)
@@ -460,6 +488,9 @@ class ProviderDetailView(Base):
             raise ValidationError({"kind": ["A provider's kind cannot change; add another provider."]})
         if "slug" in fields and fields["slug"] != provider.slug:
             raise ValidationError({"slug": ["A provider's slug cannot change (it is part of its models' ids)."]})
+        if _bool_param(request, "verify") and fields.get("base_url"):
+            services.base_url_verify(kind=provider.kind, base_url=services.canonical_base_url(provider.kind, fields["base_url"]),
+                                     api_key=fields.get("api_key") or provider.api_key)
         return Response(services.provider_data(services.provider_update(provider=provider, fields=fields)))
 
     @extend_schema(summary="Remove a provider and its models (admin)", responses={204: None})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from registry import services
 from registry.selectors import snapshot
 from routing.router import Live, Requirements, UnknownModel, plan
 
@@ -128,13 +129,25 @@ def test_remaining_quota_reorders_close_candidates(make_model):
     assert names(plan("free", Requirements(), snapshot(), live=live))[0] == "groq/a"
 
 
-def test_demo_providers_are_skipped_once_a_real_one_exists(make_model, make_provider):
+def test_demo_providers_are_last_fallbacks_until_a_real_model_answers_then_skipped(make_model, make_provider):
     make_provider("demo-groq", kind="groq", is_demo=True)
-    make_model("x", provider="demo-groq", kind="groq", is_free=True)
+    make_model("x", provider="demo-groq", kind="groq", is_free=True, reliability=1.0)
     assert names(plan("free", Requirements(), snapshot())) == ["demo-groq/x"]
 
-    make_model("y", provider="groq", is_free=True)
+    real = make_model("y", provider="groq", is_free=True)  # a placeholder key, say: it has not answered yet
+    assert names(plan("free", Requirements(), snapshot())) == ["groq/y", "demo-groq/x"]
+
+    services.model_update(model=real, fields={"reliability": 0.9})  # it answered a call
     assert names(plan("free", Requirements(), snapshot())) == ["groq/y"]
+
+
+def test_demo_providers_kept_as_last_fallbacks_with_the_setting(make_model, make_provider, settings):
+    settings.AFMTS_DEMO_KEEP = True
+    make_provider("demo-groq", kind="groq", is_demo=True)
+    make_model("x", provider="demo-groq", kind="groq", is_free=True)
+    make_model("y", provider="groq", is_free=True, reliability=1.0)
+
+    assert names(plan("free", Requirements(), snapshot())) == ["groq/y", "demo-groq/x"]
 
 
 def test_aliases_name_models_or_a_policy(catalog):
