@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
@@ -23,6 +24,10 @@ urlpatterns = [
     path("api/tasks/route", task_route, name="task-route"),
     path("api/", include("routing.urls")),
     path("admin/", admin.site.urls),
+    # The operator's dashboard (dashboard/); `/` and the seed's /dashboard.html lead to it.
+    path("dashboard/", include("dashboard.urls")),
+    path("dashboard.html", RedirectView.as_view(pattern_name="dashboard:overview"), name="dashboard-html"),
+    path("", RedirectView.as_view(pattern_name="dashboard:overview"), name="root"),
 ]
 
 handler400 = errors.handler400
