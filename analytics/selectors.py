@@ -61,6 +61,11 @@ def window(name: str | None = None, since: datetime | None = None, until: dateti
         since = now - WINDOWS[name]
     elif since is None:
         since = now - WINDOWS["24h"]
+    # Nothing is kept before the oldest day rollup or recorded after now: a window reaching centuries
+    # either way would only walk empty buckets.
+    oldest = floor(cutoffs(now)[Resolution.DAY], Resolution.DAY)
+    since = min(max(since, oldest), now)
+    until = min(max(until, since), now + STEP[Resolution.DAY])
     res = resolution_for(since, until, now)
     start = floor(since, res)
     end = floor(until, res)

@@ -161,3 +161,12 @@ def test_only_an_admin_sets_a_budget(two_users, admin_api):
     assert admin_api.put("/api/keys/999999/budget", {"monthlyBudgetUsd": "5"}, format="json").status_code == 404
     cleared = admin_api.put(f"/api/keys/{alice.id}/budget", {"monthlyBudgetUsd": None}, format="json").json()
     assert cleared["monthlyBudgetUsd"] is None and cleared["remainingUsd"] is None
+
+
+def test_a_window_reaching_centuries_back_or_ahead_is_bounded_by_what_is_kept(admin_api, traffic, settings):
+    # It walked every day bucket since year 1 (hundreds of thousands of empty points, tens of seconds).
+    body = admin_api.get("/api/performance", {"since": "0001-01-01T00:00:00Z", "until": "9999-12-31T00:00:00Z"}).json()
+
+    assert body["resolution"] == "day" and body["totals"]["requests"] == 8
+    assert len(body["series"]) <= settings.METRICS_ROLLUP_DAY_DAYS + 2
+    assert admin_api.get("/api/analytics/costs", {"since": "0001-01-01T00:00:00Z"}).status_code == 200
