@@ -108,6 +108,8 @@ class State:
             # Per provider: {"add": [raw entries], "remove": {ids}, "patch": {id: {key: value}}}
             self.listing_changes: dict[str, dict[str, Any]] = {}
             self.faults = Faults()
+            # Fields of OpenRouter's GET /api/v1/key `data` that differ from a fresh free-tier key.
+            self.openrouter_key: dict[str, Any] = {}
 
     def change_listing(self, provider: str, *, add: list[dict] | None = None, remove: list[str] | None = None,
                        patch: dict[str, dict] | None = None) -> None:
@@ -232,7 +234,7 @@ class FakeProviders:
 
     async def control_config(self, request: web.Request) -> web.Response:
         body = await request.json()
-        for key in ("chunk_delay", "page_size", "key"):
+        for key in ("chunk_delay", "page_size", "key", "openrouter_key"):
             if key in body:
                 setattr(self.state, key, body[key])
         return web.json_response({"ok": True})
@@ -476,9 +478,12 @@ class FakeProviders:
         self._entry("openrouter", request, None)
         if not self._authorized("openrouter", request):
             return self._error("openrouter", "auth", "", Scenario())
+        # Field for field as openrouter.ai/docs/api-reference/get-current-api-key (a capture of it:
+        # ../shared/provider-captures/listings/openrouter_key_response_from_openrouter_crate.json).
         return web.json_response({"data": {"label": "sk-or-v1-fak...key", "limit": None, "usage": 0,
                                            "is_provisioning_key": False, "limit_remaining": None,
-                                           "is_free_tier": True, "rate_limit": {"requests": 20, "interval": "10s"}}})
+                                           "is_free_tier": True, "rate_limit": {"requests": 20, "interval": "10s"},
+                                           **self.state.openrouter_key}})
 
     async def ollama_show(self, request: web.Request) -> web.Response:
         body = await request.json()
