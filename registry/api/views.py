@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 from afmts.errors import Conflict
 from afmts.parsers import UNSTORABLE
 from analytics.selectors import today as usage_today
+from analytics.selectors import today as usage_today
 from registry import selectors, services
 from registry.api import serializers as s
 from registry.api.pagination import Pagination, positive_int
@@ -321,6 +322,7 @@ def key_data(key: ApiKey) -> dict:
         "id": key.id, "name": key.name, "prefix": key.prefix, "scope": key.scope,
         "rateLimitPerMinute": key.rate_limit_per_minute, "createdAt": key.created_at,
         "lastUsedAt": key.last_used_at, "revoked": key.revoked,
+        "monthlyBudgetUsd": None if key.monthly_budget_usd is None else str(key.monthly_budget_usd),
     }
 
 

@@ -170,3 +170,12 @@ def test_a_window_reaching_centuries_back_or_ahead_is_bounded_by_what_is_kept(ad
     assert body["resolution"] == "day" and body["totals"]["requests"] == 8
     assert len(body["series"]) <= settings.METRICS_ROLLUP_DAY_DAYS + 2
     assert admin_api.get("/api/analytics/costs", {"since": "0001-01-01T00:00:00Z"}).status_code == 200
+
+
+def test_the_key_list_shows_each_budget(admin_api, two_users):
+    (alice, _), _ = two_users
+    admin_api.put(f"/api/keys/{alice.id}/budget", {"monthlyBudgetUsd": "7.5"}, format="json")
+
+    keys = {k["name"]: k for k in admin_api.get("/api/keys").json()["keys"]}
+
+    assert keys["alice"]["monthlyBudgetUsd"] == "7.50" and keys["bob"]["monthlyBudgetUsd"] is None
