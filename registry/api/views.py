@@ -18,7 +18,6 @@ from rest_framework.views import APIView
 from afmts.errors import Conflict
 from afmts.parsers import UNSTORABLE
 from analytics.selectors import today as usage_today
-from analytics.selectors import today as usage_today
 from registry import selectors, services
 from registry.api import serializers as s
 from registry.api.pagination import Pagination, positive_int
