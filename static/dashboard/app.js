@@ -9,7 +9,7 @@
 
   var REDRAW_MS = 250;
   var staff = document.body.dataset.staff === "1";
-  var afmts = (window.afmts = { latencies: [], events: 0, mode: "connecting" });
+  var afmts = (window.afmts = { latencies: [], events: 0, redraws: {}, mode: "connecting" });
 
   // ------------------------------------------------------------------ time: ages and countdowns
 
@@ -88,6 +88,7 @@
     var region = { el: el, on: el.dataset.on.split(/\s+/), pk: el.dataset.modelPk ? Number(el.dataset.modelPk) : null };
     region.redraw = throttled(function () {
       if (busyInside(el)) { setTimeout(region.redraw, 1000); return; }
+      (afmts.redraws[el.dataset.part] = afmts.redraws[el.dataset.part] || []).push(Date.now());
       return fetchHtml(partUrl(el.dataset.part)).then(function (html) {
         el.innerHTML = html;
         if (window.htmx) window.htmx.process(el);
@@ -268,8 +269,10 @@
     d.p95.x.forEach(function (x, i) { p95At[x] = d.p95.y[i]; });
     var el = document.getElementById("chart-model-latency");
     if (uniq.length && window.uPlot && el) {
+      var end = Date.now() / 1000;
       new window.uPlot({
-        width: Math.max(300, el.clientWidth), height: 200, legend: { show: true }, scales: { x: { time: true } },
+        width: Math.max(300, el.clientWidth), height: 200, legend: { show: true },
+        scales: { x: { time: true, range: function () { return [Math.min(uniq[0], end - 86400), end]; } } },
         axes: [{ stroke: "#444" }, { stroke: "#444", size: 50 }],
         series: [{}, { label: "sample ms", stroke: "#1f5fbf", width: 0, points: { show: true, size: 6 }, spanGaps: false },
                  { label: "p95 ms (hourly)", stroke: "#8a4b00", width: 2, spanGaps: true }],
