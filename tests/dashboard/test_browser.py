@@ -217,8 +217,9 @@ def test_an_event_storm_redraws_each_element_at_most_every_250_ms(dash, gateway)
     time.sleep(0.6)  # the trailing redraw
 
     drawn = page.evaluate("() => window.afmts.redraws.table || []")
+    received = page.evaluate("() => window.afmts.events")
     gaps = [b - a for a, b in zip(drawn, drawn[1:], strict=False)]
-    assert 1 <= len(drawn) <= 6 and all(gap >= 245 for gap in gaps), drawn
+    assert 1 <= len(drawn) <= received / 10 and all(gap >= 245 for gap in gaps), (received, drawn)
     assert page.evaluate("() => 1 + 1") == 2  # the page still answers
     assert console.errors == []
 
