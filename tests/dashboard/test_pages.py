@@ -150,3 +150,19 @@ def test_pages_carry_no_inline_script(staff, make_model):
         for chunk in html.split("<script")[1:]:
             head = chunk.split(">", 1)[0]
             assert "src=" in head or 'type="application/json"' in head, (url, head)
+
+
+def test_ten_thousand_models_page_on_the_server_with_a_fixed_number_of_queries(staff, make_provider, django_assert_max_num_queries):
+    from registry import version
+
+    provider = make_provider("openrouter")
+    AIModel.objects.bulk_create([AIModel(provider=provider, model_id=f"org/model-{i:05d}", name=f"model {i}",
+                                         capabilities=["text-generation"], is_free=i % 7 == 0) for i in range(10_000)])
+    version.bump_local()
+    staff.get("/dashboard/models/?part=table")  # builds the snapshot once
+
+    with django_assert_max_num_queries(3):  # session and user; the models come from memory
+        page = staff.get("/dashboard/models/?part=table&free=yes&q=model-01&sort=model&dir=desc&page=3&size=25")
+
+    html = page.content.decode()
+    assert html.count("<tr data-model=") == 25 and "data-total>143<" in html and "page 3 of 6" in html
