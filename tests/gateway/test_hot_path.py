@@ -57,14 +57,23 @@ def test_a_warm_request_makes_no_database_query(client, provider, monkeypatch):
     for task in runtime._tasks:
         runtime._loop.call_soon_threadsafe(task.cancel)
     time.sleep(0.2)
-    counter = QueryCounter(monkeypatch)
+    from registry import version
+
     try:
-        for _ in range(5):
-            client.chat.completions.create(model="free", messages=HI)
-            list(client.chat.completions.create(model="free", messages=HI, stream=True))
+        for _ in range(3):
+            # A registry change in the window (another test's leftover thread publishing) rightly
+            # costs one rebuild; what is asserted is that warm requests without one query nothing.
+            before = (version._db_version, version._local_generation)
+            counter = QueryCounter(monkeypatch)
+            for _ in range(5):
+                client.chat.completions.create(model="free", messages=HI)
+                list(client.chat.completions.create(model="free", messages=HI, stream=True))
+            if (version._db_version, version._local_generation) == before:
+                break
     finally:
         runtime._loop = None  # the next request starts them again
 
+    assert (version._db_version, version._local_generation) == before, "the registry kept changing"
     assert counter.count == 0, counter.statements
 
 
