@@ -34,9 +34,10 @@ class BodySizeLimitMiddleware:
 
 
 # Anonymous endpoints limited per client IP (AFMTS_ANON_RATE_PER_MINUTE).
-ANON_PATHS = ("/health", "/metrics", "/api/schema/", "/api/docs/", "/admin/login/", "/api/auth/token/")
+ANON_PATHS = ("/health", "/metrics", "/api/schema/", "/api/docs/", "/admin/login/", "/api/auth/token/",
+              "/dashboard/login/")
 # Where a password is tried: a blocked address is refused here too.
-LOGIN_PATHS = ("/admin/login/", "/api/auth/token/")
+LOGIN_PATHS = ("/admin/login/", "/api/auth/token/", "/dashboard/login/")
 
 
 def too_many(wait: float, message: str, code: str):

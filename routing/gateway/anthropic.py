@@ -14,7 +14,8 @@ from routing.gateway.engine import Call, GatewayError
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use",
                 "content_filter": "refusal"}
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-               404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 502: "api_error",
+               402: "billing_error", 404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+               500: "api_error", 502: "api_error",
                503: "overloaded_error", 504: "api_error"}
 
 

@@ -31,5 +31,6 @@ class Command(BaseCommand):
             password = secrets.token_urlsafe(12)
             User.objects.create_superuser("admin", "", password)
             self.stdout.write(self.style.WARNING(
-                f"Admin site http://127.0.0.1:{settings.PORT}/admin/ — user 'admin', password (shown once): {password}"
+                f"Dashboard http://127.0.0.1:{settings.PORT}/ (and admin site /admin/) — user 'admin', "
+                f"password (shown once): {password}"
             ))
