@@ -317,12 +317,13 @@ def agent_update(*, agent: Agent, fields: dict[str, Any]) -> Agent:
 
 @transaction.atomic
 def agent_heartbeat(*, agent: Agent) -> Agent:
-    """A heartbeat of an online agent only stamps the time; one that was offline comes back."""
+    """A heartbeat of an online or busy agent only stamps the time; one that was offline comes back."""
     was = agent.status
-    agent.status = AgentStatus.ONLINE
+    if was != AgentStatus.BUSY:
+        agent.status = AgentStatus.ONLINE
     agent.last_heartbeat = timezone.now()
     agent.save(update_fields=["status", "last_heartbeat", "updated_at"])
-    if was != AgentStatus.ONLINE:
+    if was == AgentStatus.OFFLINE:
         publish("agent_connected", agent_data(agent))
     return agent
 
@@ -367,7 +368,7 @@ def agents_mark_stale(*, now=None, timeout_seconds: float | None = None) -> list
     timeout = timeout_seconds if timeout_seconds is not None else settings.AFMTS_AGENT_TIMEOUT_SECONDS
     stale = list(
         Agent.objects.select_for_update()
-        .filter(status=AgentStatus.ONLINE, last_heartbeat__lt=now - timedelta(seconds=timeout))
+        .filter(status__in=[AgentStatus.ONLINE, AgentStatus.BUSY], last_heartbeat__lt=now - timedelta(seconds=timeout))
     )
     for agent in stale:
         agent.status = AgentStatus.OFFLINE

@@ -105,6 +105,7 @@ def test_agent_status_accepts_busy_and_a_bad_one_lists_the_valid_values(admin_ap
 
     assert admin_api.put(f"/api/agents/{agent['id']}", {"name": "worker", "status": "busy"},
                          format="json").json()["status"] == "busy"
+    assert admin_api.post(f"/api/agents/{agent['id']}/heartbeat").json()["status"] == "busy"  # still busy
     bad = admin_api.patch(f"/api/agents/{agent['id']}", {"status": "asleep"}, format="json")
     assert bad.status_code == 400
     assert "online, offline, busy" in bad.json()["error"]["message"]
