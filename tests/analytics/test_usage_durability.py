@@ -28,7 +28,6 @@ from routing.fakes import KEY
 ROOT = Path(settings.BASE_DIR)
 IN_CI = os.environ.get("CI", "").lower() == "true"
 SERVER_VARS = {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "SECRET_KEY", "FERNET_KEYS", "AFMTS_ALLOW_GENERATED_SECRETS"}
-OUTAGE_PORT = 55433
 CHAT = {"model": "free", "messages": [{"role": "user", "content": "hi"}]}
 
 
@@ -43,7 +42,9 @@ def server_env(database_url: str, data_dir: Path, **extra: str) -> dict[str, str
     env.update({
         "DATABASE_URL": database_url, "AFMTS_ALLOW_GENERATED_SECRETS": "1", "SECRET_KEY": settings.SECRET_KEY,
         "FERNET_KEYS": ",".join(settings.FERNET_KEYS), "AFMTS_DATA_DIR": str(data_dir), "AFMTS_DEMO": "0",
-        "DJANGO_SETTINGS_MODULE": "afmts.settings", **extra,
+        "DJANGO_SETTINGS_MODULE": "afmts.settings",
+        # Load tests send more than the default per-key limit allows; limits have their own tests.
+        "AFMTS_DEFAULT_KEY_RATE_PER_MINUTE": "0", **extra,
     })
     if settings.REDIS_URL:
         env["REDIS_URL"] = settings.REDIS_URL
@@ -182,14 +183,15 @@ class Cluster:
 
 @pytest.fixture
 def cluster(tmp_path_factory) -> Iterator[Cluster]:
-    made = Cluster(Path(f"/tmp/afmts-outage-{os.getpid()}"), OUTAGE_PORT)
+    port = free_port()  # not a fixed one: two runs at once must not collide
+    made = Cluster(Path(f"/tmp/afmts-outage-{os.getpid()}"), port)
     shutil.rmtree(made.folder, ignore_errors=True)
     try:
         made.create()
     except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
         made.destroy()
         detail = getattr(exc, "stderr", b"") or b""
-        message = f"cannot create a PostgreSQL cluster on port {OUTAGE_PORT}: {exc} {detail.decode(errors='replace')}"
+        message = f"cannot create a PostgreSQL cluster on port {port}: {exc} {detail.decode(errors='replace')}"
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
