@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.core.cache import cache
 from django.db.models import Count, Max
 from django.utils import timezone
 
+from registry import discovery
 from registry.models import (
     Agent,
     AgentStatus,
@@ -39,7 +39,6 @@ SORTS = {
     "context": lambda m: (m.context_window is None, -(m.context_window or 0), m.public_id),
     "priority": lambda m: (-m.priority, m.public_id),
 }
-DISCOVERY_KEY = "dashboard:discovery:{slug}"
 
 
 # ------------------------------------------------------------------ models table
@@ -285,9 +284,10 @@ def providers(*, now: float | None = None) -> list[dict[str, Any]]:
 
 
 def last_discovery(p: Provider) -> dict[str, Any]:
-    """What is known of the provider's last discovery: the result of the last "Discover now" (kept in
-    the cache), else the provider's own fields and the changes its last changing listing made."""
-    kept = cache.get(DISCOVERY_KEY.format(slug=p.slug))
+    """What is known of the provider's last discovery: its last listing's result (kept in the shared
+    cache by every cycle and every "Discover now"), else the provider's own fields and the changes
+    its last changing listing made."""
+    kept = discovery.last_result(p.slug)
     if kept and (p.last_discovery_at is None or kept["at"] >= p.last_discovery_at.timestamp() - 1):
         return kept
     changes = ModelChange.objects.filter(public_id__startswith=f"{p.slug}/")
@@ -308,10 +308,8 @@ def last_discovery(p: Provider) -> dict[str, Any]:
 
 def keep_discovery(slug: str, result: Any) -> dict[str, Any]:
     """Keep a "Discover now" result (registry.discovery.ProviderResult) for the providers page."""
-    kept = {"at": time.time(), "seconds": round(result.seconds, 3), "seen": result.seen, "new": result.new,
-            "changed": result.changed, "retired": result.retired, "error": result.error, "changesAt": None}
-    cache.set(DISCOVERY_KEY.format(slug=slug), kept, 7 * 86400)
-    return kept
+    discovery.keep_results([result])
+    return discovery.last_result(slug) or {}
 
 
 # ------------------------------------------------------------------ requests

@@ -315,6 +315,30 @@ def expire_due(*, now: datetime | None = None) -> int:
     return len(due)
 
 
+RESULT_KEY = "afmts:discovery:{slug}"
+
+
+def keep_results(results: list[ProviderResult]) -> None:
+    """Keep each provider's last listing result (when, how long, seen, new, changed, retired, error)
+    in the shared cache for the dashboard — not in the database, so an unchanged cycle still writes
+    nothing there. Server mode shares it through Redis; embedded mode through the data folder."""
+    from django.core.cache import cache
+
+    at = time.time()
+    cache.set_many({
+        RESULT_KEY.format(slug=r.provider): {
+            "at": at, "seconds": round(r.seconds, 3), "seen": r.seen, "new": r.new, "changed": r.changed,
+            "retired": r.retired, "error": r.error, "changesAt": None,
+        } for r in results
+    }, 7 * 86400)
+
+
+def last_result(slug: str) -> dict[str, Any] | None:
+    from django.core.cache import cache
+
+    return cache.get(RESULT_KEY.format(slug=slug))
+
+
 def _provider_success_fields(provider: Provider, now: datetime) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     if provider.status != ProviderStatus.UP:

@@ -32,7 +32,12 @@ def discover(slugs: list[str] | None = None) -> list[discovery.ProviderResult]:
     providers = discovery.due_providers(slugs=slugs)
     if not providers:
         return []
-    return asyncio.run(_discover(providers))
+    results = asyncio.run(_discover(providers))
+    try:
+        discovery.keep_results(results)
+    except Exception:  # noqa: BLE001 - the dashboard's view of it; the cycle itself is done
+        log.warning("could not keep the discovery results for the dashboard", exc_info=True)
+    return results
 
 
 async def _discover(providers: list[Provider]) -> list[discovery.ProviderResult]:

@@ -41,7 +41,7 @@ def test_embedded_mode_generates_secrets_once_with_private_permissions(tmp_path)
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600
 
 
-def test_embedded_mode_uses_sqlite_wal_locmem_and_inmemory_layer(tmp_path):
+def test_embedded_mode_uses_sqlite_wal_a_file_cache_and_inmemory_layer(tmp_path):
     out = django_eval(
         "[s.DATABASES['default']['ENGINE'], s.CACHES['default']['BACKEND'], s.CHANNEL_LAYERS['default']['BACKEND'], s.CELERY_BROKER_URL]",
         tmp_path,
@@ -49,7 +49,7 @@ def test_embedded_mode_uses_sqlite_wal_locmem_and_inmemory_layer(tmp_path):
     engine, cache, layer, broker = json.loads(out.stdout)
 
     assert engine == "django.db.backends.sqlite3"
-    assert cache.endswith("LocMemCache") and layer.endswith("InMemoryChannelLayer")
+    assert cache.endswith("FileBasedCache") and layer.endswith("InMemoryChannelLayer")
     assert broker == "filesystem://"
     wal = subprocess.run(
         [sys.executable, "-c", "import django; django.setup(); from django.db import connection as c; "

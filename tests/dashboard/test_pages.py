@@ -166,3 +166,12 @@ def test_ten_thousand_models_page_on_the_server_with_a_fixed_number_of_queries(s
 
     html = page.content.decode()
     assert html.count("<tr data-model=") == 25 and "data-total>143<" in html and "page 3 of 6" in html
+
+
+def test_a_discovery_cycle_keeps_each_providers_last_result_for_the_providers_page(db):
+    from registry.discovery import ProviderResult, keep_results, last_result
+
+    keep_results([ProviderResult(provider="groq", seen=12, new=2, changed=1, retired=0, seconds=0.42)])
+
+    kept = last_result("groq")
+    assert (kept["seen"], kept["new"], kept["changed"], kept["retired"], kept["seconds"]) == (12, 2, 1, 0, 0.42)
