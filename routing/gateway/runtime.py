@@ -14,6 +14,7 @@ import asyncio
 import gc
 import logging
 import sys
+import weakref
 from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
@@ -74,24 +75,32 @@ class Runtime:
         self.live: LiveState = live_state()
         self._tasks: list[asyncio.Task] = []
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._rebuild_lock: asyncio.Lock | None = None
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
         self._settled = False
 
     async def view(self, *, background: bool = True) -> View:
         """The current routing view; rebuilt (in a thread) only when the registry changed.
-        `background=False` for callers on a short-lived loop (a sync view's async_to_sync)."""
+        `background=False` for callers on a short-lived loop (a sync view's async_to_sync). The first
+        long-lived loop to ask runs the background work (until it closes); any loop may ask."""
         loop = asyncio.get_running_loop()
-        if self._loop is not loop:
-            if not background:
-                return await sync_to_async(_view.get, thread_sensitive=False)()
+        if self._loop is not loop and not background:
+            return await sync_to_async(_view.get, thread_sensitive=False)()
+        if self._loop is None or self._loop.is_closed():
             self._start(loop)
         current = _view.peek()
         if current is not None and not _view.stale():
             return current
-        async with self._rebuild_lock:
+        async with self._lock_for(loop):
             if _view.peek() is None or _view.stale():
                 await sync_to_async(self._rebuild, thread_sensitive=False)()
         return _view.peek()
+
+    def _lock_for(self, loop: asyncio.AbstractEventLoop) -> asyncio.Lock:
+        # A lock belongs to one loop: the gateway's, and any other that asks (an async Django view).
+        lock = self._locks.get(loop)
+        if lock is None:
+            lock = self._locks[loop] = asyncio.Lock()
+        return lock
 
     def _rebuild(self) -> None:
         """In a worker thread: the view as of the registry's version; the first time, settle the heap."""
@@ -103,7 +112,6 @@ class Runtime:
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         sys.setswitchinterval(GIL_SWITCH_SECONDS)
-        self._rebuild_lock = asyncio.Lock()
         self._tasks = [loop.create_task(self._watch()), loop.create_task(self._share_live())]
 
     async def _watch(self) -> None:
@@ -113,7 +121,7 @@ class Runtime:
             try:
                 await refresh()
                 if _view.stale():
-                    async with self._rebuild_lock:
+                    async with self._lock_for(asyncio.get_running_loop()):
                         await sync_to_async(self._rebuild, thread_sensitive=False)()
             except Exception as exc:  # noqa: BLE001 - keep serving the last good view
                 # One line, not a traceback per poll: a database outage would flood the log.

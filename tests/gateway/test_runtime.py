@@ -33,3 +33,32 @@ def test_serving_hands_the_gil_back_to_the_event_loop_within_a_millisecond(gatew
                json={"model": "free", "messages": [{"role": "user", "content": "hi"}]}, timeout=10)
 
     assert sys.getswitchinterval() == GIL_SWITCH_SECONDS <= 0.001
+
+
+def test_another_loop_asking_for_the_view_leaves_the_gateways_background_work_alone(gateway, provider, user_secret):
+    """An async Django view (the task route, the playground) may ask from another loop: it gets the
+    view, and the gateway's loop keeps its watcher (they used to swap loops and share one lock)."""
+    import asyncio
+
+    from asgiref.sync import sync_to_async
+
+    from routing.gateway.runtime import runtime
+
+    provider("groq", models=[FREE])
+    httpx.post(f"{gateway}/v1/chat/completions", headers={"Authorization": f"Bearer {user_secret}"},
+               json={"model": "free", "messages": [{"role": "user", "content": "hi"}]}, timeout=10)
+    serving = runtime._loop
+
+    async def ask_twice():
+        await runtime.view()
+        add = sync_to_async(provider, thread_sensitive=False)
+        await add("cerebras", models=[{"model_id": "llama3.1-8b", "is_free": True}])  # the view goes stale
+        return await runtime.view()
+
+    view = asyncio.run(ask_twice())
+
+    assert "cerebras/llama3.1-8b" in view.snap.by_public_id
+    assert runtime._loop is serving and not serving.is_closed()
+    reply = httpx.post(f"{gateway}/v1/chat/completions", headers={"Authorization": f"Bearer {user_secret}"},
+                       json={"model": "free", "messages": [{"role": "user", "content": "hi"}]}, timeout=10)
+    assert reply.status_code == 200, reply.text
