@@ -80,7 +80,10 @@ def multiprocess_dir() -> Path | None:
     return Path(path) if path else None
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether a process of this machine still runs (for files left by processes that ended)."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -100,7 +103,7 @@ def clean_dead(path: Path | None = None) -> int:
     removed = 0
     for f in path.glob("*.db"):
         pid = f.stem.rsplit("_", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not alive(int(pid)):
             f.unlink(missing_ok=True)
             removed += 1
     return removed

@@ -47,7 +47,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 
-from afmts.metrics import usage_dropped
+from afmts.metrics import alive, usage_dropped
 from analytics.metrics import count_money, observe_usage
 
 log = logging.getLogger(__name__)
@@ -337,7 +337,7 @@ class Recorder:
                 found.append(path)
             elif path.suffix == ".replaying":  # claimed by a process that died before finishing
                 pid = int(path.name.rsplit(".", 2)[-2]) if path.name.count(".") >= 2 else 0
-                if pid != os.getpid() and not _alive(pid):
+                if pid != os.getpid() and not alive(pid):
                     found.append(path)
         return found
 
@@ -405,18 +405,6 @@ class Recorder:
         global _uid_prefix, _uid_counter
         _uid_prefix, _uid_counter = secrets.token_hex(8), itertools.count(1)
         self.__init__()
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 recorder = Recorder()
