@@ -8,7 +8,9 @@ and may narrow to one with `?key=`. Money is a decimal string (exact), times are
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from datetime import UTC
 from typing import Any
 
@@ -16,7 +18,7 @@ from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.renderers import BaseRenderer, JSONRenderer
@@ -30,6 +32,7 @@ from analytics.models import UsageRollup
 from analytics.selectors import WINDOWS
 from registry.models import AIModel, ApiKey
 
+KEY_MAX = 2**63 - 1  # a bigint id
 NOBODY = -2  # a non-admin caller without a key (a user's JWT) has no usage of its own
 
 
@@ -66,32 +69,39 @@ def stream_csv(header: list[str], rows: Iterable[list[Any]], filename: str) -> S
 
 
 class WindowQuery(serializers.Serializer):
+    """Any combination is valid, as the schema says (OpenAPI cannot state one between parameters):
+    `until` defaults to now and `since` to `until` minus the window (24h by default), so a window
+    is the length of a missing `since`; an `until` at or before `since` reads nothing after `since`."""
+
     window = serializers.ChoiceField(choices=list(WINDOWS), required=False,
                                      help_text="1h, 24h, 7d or 30d ending now (default 24h); or since/until")
     since = serializers.DateTimeField(required=False, help_text="start (ISO 8601; UTC when no offset)")
     until = serializers.DateTimeField(required=False, help_text="end, exclusive (default now)")
-    key = serializers.IntegerField(required=False, min_value=1, help_text="one API key's id (admin keys)")
+    key = serializers.IntegerField(required=False, min_value=1, max_value=KEY_MAX, help_text="one API key's id (admin keys)")
     format = serializers.ChoiceField(choices=["json", "csv"], required=False)
 
     def validate(self, attrs):
-        if attrs.get("window") and (attrs.get("since") or attrs.get("until")):
-            raise serializers.ValidationError({"window": ["Give a window or since/until, not both."]})
-        since, until = attrs.get("since"), attrs.get("until")
-        if until is not None and since is None:
-            raise serializers.ValidationError({"since": ["Needed with until."]})
-        if since is not None and until is not None and since >= until:
-            raise serializers.ValidationError({"until": ["Must be after since."]})
         for name in ("since", "until"):
             if attrs.get(name) is not None:
                 attrs[name] = attrs[name].astimezone(UTC)
+        if attrs.get("until") is not None and attrs.get("since") is None:
+            try:
+                attrs["since"] = attrs["until"] - WINDOWS[attrs.get("window") or "24h"]
+            except OverflowError:  # an until in year 1
+                attrs["since"] = attrs["until"]
+        if attrs.get("since") is not None:
+            attrs.pop("window", None)  # a named window ends now; this one does not
         return attrs
 
 
 QUERY = [
-    OpenApiParameter("window", str, enum=list(WINDOWS), description="a window ending now (default 24h)"),
-    OpenApiParameter("since", OpenApiTypes.DATETIME, description="start of a custom window (UTC if no offset)"),
-    OpenApiParameter("until", OpenApiTypes.DATETIME, description="end of a custom window, exclusive (default now)"),
-    OpenApiParameter("key", int, description="one API key's id: admin keys only (a user key sees its own usage)"),
+    OpenApiParameter("window", str, enum=list(WINDOWS),
+                     description="a window ending now (default 24h); with `until` alone, the length before it"),
+    OpenApiParameter("since", OpenApiTypes.DATETIME,
+                     description="start of a custom window (UTC if no offset; default: until minus the window)"),
+    OpenApiParameter("until", OpenApiTypes.DATETIME,
+                     description="end of a custom window, exclusive (default now; at or before since: an empty window)"),
+    OpenApiParameter("key", {"type": "integer", "minimum": 1, "maximum": KEY_MAX}, description="one API key's id: admin keys only (a user key sees its own usage)"),
     OpenApiParameter("format", str, enum=["json", "csv"], description="csv streams a CSV table"),
 ]
 
@@ -241,10 +251,13 @@ class AnalyticsView(APIView):
 
     def query(self, request: Request) -> tuple[selectors.Window, int | None, bool]:
         """The window, whose usage (a key id, or None for every key) and whether CSV was asked for."""
-        q = WindowQuery(data=request.query_params)
+        # A plain dict: DRF reads an empty form value as absent; here `window=` is a 400, as the schema says.
+        q = WindowQuery(data=request.query_params.dict())
         q.is_valid(raise_exception=True)
         v = q.validated_data
         w = selectors.window(v.get("window"), v.get("since"), v.get("until"))
+        if v.get("until") is not None and v["until"] <= v["since"]:
+            w = replace(w, until=w.since)  # nothing is in it
         principal = request.user
         key_id = v.get("key")
         if not principal.is_admin:
@@ -360,9 +373,30 @@ class KeyMeView(APIView):
         return Response({"id": key.id, "name": key.name, "prefix": key.prefix, "scope": key.scope, "budget": state(key)})
 
 
+BUDGET_TEXT = r"^[0-9]{1,10}(\.[0-9]{1,2})?$"
+
+
+@extend_schema_field({"oneOf": [{"type": "integer", "minimum": 0, "maximum": 9_999_999_999},
+                                {"type": "string", "pattern": BUDGET_TEXT}], "nullable": True})
+class BudgetField(serializers.DecimalField):
+    """USD: a whole number or a decimal string with at most two decimals (the column's numeric(12, 2));
+    no float (0.1 is not exact) and no coercion of anything else."""
+
+    def __init__(self, **kwargs):
+        super().__init__(max_digits=12, decimal_places=2, min_value=0, **kwargs)
+
+    def run_validation(self, data=serializers.empty):
+        # Before DRF's own: it reads "" as null when null is allowed.
+        if data is not None and data is not serializers.empty and (
+                isinstance(data, bool) or not isinstance(data, (int, str))
+                or (isinstance(data, str) and not re.fullmatch(BUDGET_TEXT, data))):
+            raise serializers.ValidationError('USD: a whole number, or a decimal string such as "20.00".',
+                                              code="invalid")
+        return super().run_validation(data)
+
+
 class BudgetInput(serializers.Serializer):
-    monthlyBudgetUsd = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0, allow_null=True,
-                                                help_text="USD a month; null removes the budget")
+    monthlyBudgetUsd = BudgetField(allow_null=True, help_text="USD a month; null removes the budget")
 
 
 class KeyBudgetView(APIView):

@@ -11,8 +11,10 @@ from typing import Any
 from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.exceptions import NotFound
 
 from afmts import urlpolicy
+from afmts.errors import Conflict
 from registry.models import AgentStatus, KeyScope, ModelStatus, ModelType, QuotaScope
 from routing.providers import ADAPTERS
 
@@ -265,29 +267,23 @@ class ModelRegisterSerializer(ModelFieldsSerializer):
         slug = attrs["provider"]
         kind = attrs.get("provider_kind")
         existing = Provider.objects.filter(slug=slug).values("kind", "base_url").first()
+        # What the registry holds decides the rest: a missing provider is a 404 and a clash with the
+        # stored one a 409, never a 400 (the body is well formed whatever the registry holds).
         if existing is None:
             kind = kind or slug
             if kind not in ADAPTERS:
-                raise serializers.ValidationError({
-                    "providerKind" if "provider_kind" in attrs else "provider": [
-                        f"Unknown provider kind '{kind}'. Name a known kind ({', '.join(ADAPTERS)}) "
-                        "or pass providerKind for a new provider slug."
-                    ]
-                })
+                raise NotFound(f"No provider '{slug}', and it is no provider kind ({', '.join(ADAPTERS)}): "
+                               "pass providerKind to add it.", code="provider_not_found")
             check_outbound(attrs.get("endpoint"), kind=kind, field="endpoint")
         else:
             if kind and kind != existing["kind"]:
-                raise serializers.ValidationError(
-                    {"providerKind": [f"Provider '{slug}' exists with kind '{existing['kind']}'."]}
-                )
+                raise Conflict(f"Provider '{slug}' exists with kind '{existing['kind']}'.")
             from registry.services import canonical_base_url
 
             endpoint = canonical_base_url(existing["kind"], attrs["endpoint"]) if attrs.get("endpoint") else ""
             if endpoint and endpoint != existing["base_url"].rstrip("/"):
-                raise serializers.ValidationError({"endpoint": [
-                    f"Provider '{slug}' exists with endpoint {existing['base_url']}; "
-                    "register another provider slug (with providerKind) for another endpoint."
-                ]})
+                raise Conflict(f"Provider '{slug}' exists with endpoint {existing['base_url']}; "
+                               "register another provider slug (with providerKind) for another endpoint.")
         attrs["provider_kind"] = kind
         attrs.setdefault("model_id", attrs["name"])
         return attrs

@@ -62,7 +62,8 @@ def _bool_param(request: Request, name: str) -> bool | None:
 
 
 def _choice_param(request: Request, name: str, choices: list[str]) -> str | None:
-    raw = request.query_params.get(name) or None
+    """One of `choices`, or None when absent; an empty value is no choice (a 400, as the schema's enum says)."""
+    raw = request.query_params.get(name)
     if raw is not None and raw not in choices:
         raise ValidationError({name: [f"'{raw}' is not one of {', '.join(choices)}."]})
     return raw
@@ -292,7 +293,9 @@ class EventListView(Base):
     @extend_schema(
         summary="Recent events, oldest first",
         parameters=[
-            OpenApiParameter("since", str, description="an event id, or an ISO 8601 time"),
+            OpenApiParameter("since", {"oneOf": [{"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+                                                 {"type": "string", "format": "date-time"}]},
+                             description="an event id, or an ISO 8601 time"),
             OpenApiParameter("event", str), OpenApiParameter("limit", int),
         ],
         responses=ANY,
@@ -300,7 +303,7 @@ class EventListView(Base):
     def get(self, request: Request) -> Response:
         events = Event.objects.all()
         since = request.query_params.get("since")
-        if since:
+        if since is not None:  # an empty value is neither an id nor a time: a 400
             if since.isascii() and since.isdigit():
                 if int(since) >= 2**63:
                     raise ValidationError({"since": ["An event id (up to 2^63 - 1) or an ISO 8601 time."]})
@@ -425,10 +428,10 @@ class FreeModelHistoryView(Base):
         if event:
             changes = changes.filter(event=event)
         since = request.query_params.get("since")
-        if since:
+        if since is not None:
             changes = changes.filter(at__gt=_time_param(since, "since"))
         until = request.query_params.get("until")
-        if until:
+        if until is not None:
             changes = changes.filter(at__lte=_time_param(until, "until"))
         page = self.paginate_queryset(changes.order_by("-at", "-id"))
         return self.get_paginated_response([
@@ -485,10 +488,11 @@ class ProviderDetailView(Base):
         data = self.get_serializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
+        # A well-formed body at odds with the stored provider: a conflict (409), not a bad request.
         if "kind" in fields and fields["kind"] != provider.kind:
-            raise ValidationError({"kind": ["A provider's kind cannot change; add another provider."]})
+            raise Conflict("A provider's kind cannot change; add another provider.", code="kind_immutable")
         if "slug" in fields and fields["slug"] != provider.slug:
-            raise ValidationError({"slug": ["A provider's slug cannot change (it is part of its models' ids)."]})
+            raise Conflict("A provider's slug cannot change (it is part of its models' ids).", code="slug_immutable")
         if _bool_param(request, "verify") and fields.get("base_url"):
             services.base_url_verify(kind=provider.kind, base_url=services.canonical_base_url(provider.kind, fields["base_url"]),
                                      api_key=fields.get("api_key") or provider.api_key)

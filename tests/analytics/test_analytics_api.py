@@ -119,8 +119,8 @@ def test_format_csv_streams_a_table(admin_api, traffic):
 
 
 def test_invalid_queries_answer_400_in_the_envelope_even_for_csv(admin_api, db):
-    for query in ("window=2h", "since=yesterday", "window=1h&since=2026-01-01T00:00:00Z",
-                  "since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z", "key=0", "format=xml"):
+    # Every combination of window, since and until is a report (tests/test_contract.py).
+    for query in ("window=2h", "since=yesterday", "window=", "key=0", "format=xml"):
         response = admin_api.get(f"/api/performance?{query}")
         assert response.status_code in (400, 404), query
         if response.status_code == 400:

@@ -30,7 +30,7 @@ def test_admin_adds_lists_changes_and_removes_a_provider(admin_api):
 
     changed = admin_api.patch(f"/api/providers/{body['id']}", {"discoveryInterval": 300, "enabled": False}, format="json")
     assert changed.json()["discoveryInterval"] == 300 and changed.json()["enabled"] is False
-    assert admin_api.patch(f"/api/providers/{body['id']}", {"kind": "openai"}, format="json").status_code == 400
+    assert admin_api.patch(f"/api/providers/{body['id']}", {"kind": "openai"}, format="json").status_code == 409
 
     assert admin_api.delete(f"/api/providers/{body['id']}").status_code == 204
     assert not Provider.objects.exists()
