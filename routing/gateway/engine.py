@@ -127,7 +127,8 @@ def summarize(m: ModelView, exc: BaseException) -> str:
         return f"{m.public_id}: rate-limited by the provider (429{wait})"
     if isinstance(exc, ProviderError):
         status = f" {exc.status}" if exc.status else ""
-        return f"{m.public_id}: upstream {exc.kind.replace('_', ' ')}{status}"
+        what = exc.kind.replace("_", " ")
+        return f"{m.public_id}: {what if what.startswith('upstream') else 'upstream ' + what}{status}"
     return f"{m.public_id}: upstream error ({type(exc).__name__})"
 
 
