@@ -272,8 +272,9 @@ DESCRIPTIONS = {
     400: "Malformed or invalid input; `param` names the field.",
     401: "No API key, or an unknown or revoked one.",
     403: "The key's scope does not allow this (writes need an admin key).",
-    404: "No such object, or a page past the last.",
-    409: "Already exists (a duplicate name, slug or model id).",
+    404: "No such object (in the path, or a provider named in the body), or a page past the last.",
+    409: "Already exists (a duplicate name, slug or model id), or at odds with the stored object "
+         "(a provider's kind, slug or endpoint).",
     413: "The body is over AFMTS_MAX_BODY_BYTES (AFMTS_GATEWAY_MAX_BODY_BYTES on /v1/*).",
     429: "The key's rate limit; wait Retry-After seconds.",
     500: "An internal error.",
