@@ -335,7 +335,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ModelStatusEnum": "registry.models.ModelStatus",
         "AgentStatusEnum": "registry.models.AgentStatus",
-        "ProviderKindEnum": "routing.providers.ADAPTERS",
+        "ProviderKindEnum": "registry.providers.ADAPTERS",
     },
 }
 
@@ -395,7 +395,7 @@ AFMTS_USAGE_RETRY_MAX_SECONDS = env.float("AFMTS_USAGE_RETRY_MAX_SECONDS", defau
 AFMTS_USAGE_SPILL_DIR = env("AFMTS_USAGE_SPILL_DIR", default=str(DATA_DIR / "usage-spill"))
 # The paid model savings are measured against (public id); empty = the cheapest comparable one.
 AFMTS_REFERENCE_MODEL = env("AFMTS_REFERENCE_MODEL", default="")
-# Operators' own free-tier and price tables (same format as routing/providers/*.json); empty = shipped.
+# Operators' own free-tier and price tables (same format as registry/providers/*.json); empty = shipped.
 AFMTS_FREE_TIERS_FILE = env("AFMTS_FREE_TIERS_FILE", default="")
 AFMTS_PRICES_FILE = env("AFMTS_PRICES_FILE", default="")
 # Retention (analytics.rollups): raw usage records, then minute, hour and day rollups, in days. Hour
@@ -439,7 +439,7 @@ AFMTS_GATEWAY_MAX_BODY_BYTES = env.int("AFMTS_GATEWAY_MAX_BODY_BYTES", default=2
 # /api/tasks/route: how long an agent may take to answer a task.
 AFMTS_AGENT_CALL_SECONDS = env.float("AFMTS_AGENT_CALL_SECONDS", default=30.0)
 # Outbound HTTP to providers: "native" (aiohttp, measured fastest), "aiohttp" (httpx on aiohttp's
-# pool) or "httpx" (plain httpx). See routing/providers/http.py.
+# pool) or "httpx" (plain httpx). See registry/providers/http.py.
 AFMTS_UPSTREAM_TRANSPORT = env("AFMTS_UPSTREAM_TRANSPORT", default="native")
 # Outbound URL policy (afmts/urlpolicy.py): hosted kinds and agents may reach loopback/private
 # addresses only with ALLOW_PRIVATE, or for the hosts ("host" or "host:port") listed in ALLOWED_HOSTS

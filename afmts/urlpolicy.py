@@ -5,7 +5,7 @@ calls, benchmarks and agents' endpoints. It is checked twice:
 - at registration (`check_url`, and `check_url_resolved` which also resolves the name when that is
   cheap), so a bad URL is refused with a 400 naming the field and the rule;
 - at connect time on every resolved address (`check_connect`, called from the transports' resolver
-  hooks in routing/providers/http.py), which is the real guard: it also covers URLs written to the
+  hooks in registry/providers/http.py), which is the real guard: it also covers URLs written to the
   database directly, DNS rebinding, and names that resolve somewhere they should not.
 
 The rules:

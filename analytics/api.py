@@ -14,6 +14,7 @@ from dataclasses import replace
 from datetime import UTC
 from typing import Any
 
+from django.db.models import Count, Q
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -30,7 +31,9 @@ from analytics import selectors
 from analytics.budgets import key_budget_set, state
 from analytics.models import UsageRollup
 from analytics.selectors import WINDOWS
-from registry.models import AIModel, ApiKey
+from registry.api.views import Base as RegistryView
+from registry.budget import month_start
+from registry.models import Agent, AgentStatus, AIModel, ApiKey, ModelStatus, Provider
 
 KEY_MAX = 2**63 - 1  # a bigint id
 NOBODY = -2  # a non-admin caller without a key (a user's JWT) has no usage of its own
@@ -366,7 +369,7 @@ class KeyMeView(APIView):
         principal = request.user
         key = ApiKey.objects.filter(pk=principal.key_id).first() if principal.key_id else None
         if key is None:  # a staff session or a user's JWT: no key, no budget
-            budget = {"month": selectors.month_start(timezone.now()).date().isoformat(),
+            budget = {"month": month_start(timezone.now()).date().isoformat(),
                       "monthlyBudgetUsd": None, "spentUsd": "0.00000000", "remainingUsd": None,
                       "exhausted": False, "freeOnly": False}
             return Response({"id": None, "name": principal.name, "prefix": "", "scope": principal.scope, "budget": budget})
@@ -416,3 +419,31 @@ class KeyBudgetView(APIView):
         key = get_object_or_404(ApiKey, pk=pk)
         key_budget_set(key=key, limit=data.validated_data["monthlyBudgetUsd"])
         return Response(state(key))
+
+
+class StatsView(RegistryView):
+    """The registry's counts with today's usage (UTC) from the rollups: GET /api/stats."""
+
+    @extend_schema(summary="Registry statistics", responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request) -> Response:
+        models = AIModel.objects
+
+        def counts(field: str) -> dict[str, int]:
+            return {row[field]: row["n"] for row in models.values(field).annotate(n=Count("id")).order_by(field)}
+
+        agents = Agent.objects.aggregate(total=Count("id"), online=Count("id", filter=Q(status=AgentStatus.ONLINE)))
+        free = models.filter(is_free=True).exclude(status=ModelStatus.RETIRED)
+        return Response({
+            "models": {
+                "total": models.count(),
+                "byStatus": counts("status"),
+                "byType": counts("type"),
+                "byProvider": counts("provider__slug"),
+                "free": free.count(),
+                "freeAvailable": free.filter(status=ModelStatus.AVAILABLE, disabled=False).count(),
+            },
+            "providers": {"total": Provider.objects.count(), "enabled": Provider.objects.filter(enabled=True).count()},
+            "agents": {"total": agents["total"], "online": agents["online"], "offline": agents["total"] - agents["online"]},
+            # Today (UTC) from the usage rollups: the caller's own for a user key, everyone's for an admin.
+            "today": selectors.today(key_id=None if request.user.is_admin else (request.user.key_id or -2)),
+        })

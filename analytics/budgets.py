@@ -21,7 +21,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from analytics.selectors import month_spend, month_start
+from analytics.selectors import month_spend
+from registry.budget import month_start
 from registry.events import publish, publish_many
 from registry.models import ApiKey
 
@@ -37,13 +38,6 @@ def level_of(spent: Decimal, limit: Decimal | None) -> str:
     if spent >= limit * Decimal(str(settings.AFMTS_BUDGET_WARNING_RATIO)):
         return "warning"
     return ""
-
-
-def is_exhausted(limit: Decimal | None, spent: Decimal | None, month: date | None, *, now: datetime | None = None) -> bool:
-    """Whether a key's stored figures put it past its budget this month (registry.auth's rule)."""
-    if limit is None or spent is None or month is None:
-        return False
-    return month == month_start(now or timezone.now()).date() and spent >= limit
 
 
 def state(key: ApiKey, *, now: datetime | None = None) -> dict[str, Any]:
@@ -103,9 +97,21 @@ def key_budget_set(*, key: ApiKey, limit: Decimal | None, now: datetime | None =
     now = now or timezone.now()
     key.monthly_budget_usd = limit
     key.save(update_fields=["monthly_budget_usd"])
-    month = month_start(now).date()
-    events = _evaluate(key, month_spend([key.id], now=now).get(key.id, ZERO), month)
     publish("api_key_updated", {"id": key.id, "name": key.name, "prefix": key.prefix, "scope": key.scope,
                                 "monthlyBudgetUsd": None if limit is None else str(limit)})
-    publish_many(events)
+    key_budget_evaluate(key=key, now=now)
     return key
+
+
+@transaction.atomic
+def key_budget_evaluate(*, key: ApiKey, now: datetime | None = None) -> list[str]:
+    """A key's level against its budget as stored now (after it was set anywhere); returns the events published."""
+    now = now or timezone.now()
+    events = _evaluate(key, month_spend([key.id], now=now).get(key.id, ZERO), month_start(now).date())
+    publish_many(events)
+    return [name for name, _ in events]
+
+
+def on_budget_set(sender: Any, key: ApiKey, **kwargs: Any) -> None:
+    """registry.budget.budget_set's receiver (connected in AnalyticsConfig.ready)."""
+    key_budget_evaluate(key=key)

@@ -21,8 +21,8 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily
 
 from afmts import health
-from analytics import stats
 from analytics.models import UsageRecord
+from registry import stats
 from registry.models import Agent, AgentStatus, AIModel, Event, ModelChange, ModelStatus, Provider, ProviderStatus
 
 PERCENTILE_SAMPLE = 5000  # latencies fetched per group for p50/p95 (the most recent ones)
@@ -36,7 +36,7 @@ ERROR = ~Q(status="ok")
 
 
 def percentile(values: list[float], p: float) -> float | None:
-    """analytics.stats.percentile, rounded to 2 decimals for reports."""
+    """registry.stats.percentile, rounded to 2 decimals for reports."""
     value = stats.percentile(values, p)
     return None if value is None else round(value, 2)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -20,6 +20,7 @@ from django.utils import timezone
 from analytics import histogram
 from analytics.models import OutcomeClass, Resolution, UsageRollup
 from analytics.rollups import ERR_AT, EVERY_KEY, LAT, MONEY_AT, STEP, SUMS, ZERO, Starts, cutoffs, floor, timed
+from registry.budget import month_start
 
 WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 RES_NAMES = {Resolution.MINUTE: "minute", Resolution.HOUR: "hour", Resolution.DAY: "day"}
@@ -265,11 +266,6 @@ def today(*, key_id: int | None = None, now: datetime | None = None) -> dict[str
     s = total.summary()
     return {"requests": s["requests"], "errorRate": s["errorRate"], "latencyP95Ms": s["latencyMs"]["p95"],
             "spendUsd": s["costUsd"], "savingsUsd": s["savingsUsd"]}
-
-
-def month_start(now: datetime) -> datetime:
-    now = now.astimezone(UTC)
-    return datetime(now.year, now.month, 1, tzinfo=UTC)
 
 
 def month_spend(key_ids: list[int], *, now: datetime | None = None) -> dict[int, Decimal]:

@@ -337,7 +337,7 @@ class NginxUpstream:
 
 
 class FakeProviderUpstream:
-    """The project's fake provider server (routing/fakes), for streamed replies; its
+    """The project's fake provider server (registry/fakes), for streamed replies; its
     openai_compatible API needs no key and accepts any model name."""
 
     def __init__(self, workdir: Path, python: str):
@@ -358,11 +358,11 @@ class FakeProviderUpstream:
 
     def start(self) -> FakeProviderUpstream:
         if not (ROOT / "routing" / "fakes" / "__main__.py").exists():
-            # TODO(bench): when routing/fakes is gone or renamed, point this at the streaming fake.
-            self.unavailable = "routing/fakes not found"
+            # TODO(bench): when registry/fakes is gone or renamed, point this at the streaming fake.
+            self.unavailable = "registry/fakes not found"
             return self
         # No pause between chunks: time to first token is then the proxies' own, not the fake's pacing.
-        self.proc = Proc("fake-providers", [self.python, "-m", "routing.fakes", "--host", HOST,
+        self.proc = Proc("fake-providers", [self.python, "-m", "registry.fakes", "--host", HOST,
                                             "--port", str(self.port), "--chunk-delay", "0"],
                          self.dir / "stdout.log", cwd=ROOT).start()
         try:

@@ -22,8 +22,8 @@ import django  # noqa: E402
 
 django.setup()
 
-from routing.fakes import wire  # noqa: E402
-from routing.providers import ADAPTERS, adapter_class  # noqa: E402
+from registry.fakes import wire  # noqa: E402
+from registry.providers import ADAPTERS, adapter_class  # noqa: E402
 
 LISTING = ROOT / "tests" / "data" / "openrouter_models_500.json"
 REQUEST = {

@@ -31,10 +31,10 @@ from django.core.management import call_command  # noqa: E402
 from django.db.backends.utils import CursorWrapper  # noqa: E402
 
 from registry import services, tracker  # noqa: E402
+from registry.fakes import KEY, base_urls  # noqa: E402
+from registry.fakes.server import LISTINGS, _entry_id  # noqa: E402
 from registry.models import AIModel  # noqa: E402
-from routing.fakes import KEY, base_urls  # noqa: E402
-from routing.fakes.server import LISTINGS, _entry_id  # noqa: E402
-from routing.providers import ADAPTERS  # noqa: E402
+from registry.providers import ADAPTERS  # noqa: E402
 
 
 def entries(kind: str, n: int) -> list[dict]:
@@ -86,7 +86,7 @@ class FakeProviders:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([sys.executable, "-m", "routing.fakes", "--port", str(self.port), "--chunk-delay", "0"],
+        self.proc = subprocess.Popen([sys.executable, "-m", "registry.fakes", "--port", str(self.port), "--chunk-delay", "0"],
                                      cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:

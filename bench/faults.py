@@ -9,7 +9,7 @@ Everything runs on 127.0.0.1 and is stopped at the end (also on Ctrl-C or an err
 - PostgreSQL: a fresh database on the shared server at --pg-admin-url (created and dropped by the
   bench), or with --stop-postgres a cluster of its own (initdb + pg_ctl on a free port, as the
   postgres OS user when run as root; removed after);
-- the fake providers (`python -m routing.fakes`), four OpenAI-wire providers registered at them
+- the fake providers (`python -m registry.fakes`), four OpenAI-wire providers registered at them
   (groq, cerebras, mistral, together), all free with no known quota (an operator's own free-tier
   table), their quota headers pinned high so only the scheduled faults fail calls;
 - AFMTS in server mode (`manage.py serve --no-worker`: the web process(es) only), migrated, an API
@@ -410,7 +410,7 @@ class Bench:
         self.redis.start()
         self.pg.create()
         log(f"redis on {self.redis.port}; database {self.pg.name} ({'own cluster' if self.pg.own else 'shared'})")
-        self.fake = Proc("fake-providers", [MAIN_PYTHON, "-m", "routing.fakes", "--host", HOST, "--port",
+        self.fake = Proc("fake-providers", [MAIN_PYTHON, "-m", "registry.fakes", "--host", HOST, "--port",
                                             str(self.fake_port), "--chunk-delay", "0.01"],
                          self.workdir / "fakes.log", cwd=ROOT).start()
         wait_http(self.fake_url + "/_control/health", self.fake, 30, ok=lambda r: r.status_code == 200)

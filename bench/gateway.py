@@ -8,7 +8,7 @@ Everything runs on 127.0.0.1 and is stopped at the end (also on Ctrl-C or an err
 
 - upstream: Debian's nginx (installed with apt-get when missing) answering POST /v1/chat/completions
   with a canned OpenAI chat.completion and GET /v1/models with a listing, keep-alive on; for streams
-  (`stream: true`), the project's fake provider server (`python -m routing.fakes`, no chunk delay);
+  (`stream: true`), the project's fake provider server (`python -m registry.fakes`, no chunk delay);
 - targets, measured one after the other so they never share the 2 cores:
   `direct` (the upstreams themselves: the floor), `litellm` (litellm[proxy] in bench/.venvs/litellm,
   one worker, no database, LITELLM_LOCAL_MODEL_COST_MAP=True, routing `bench-model` to the same
@@ -139,7 +139,7 @@ def measure(target: Target, plan: Plan, wrk: str, workdir: Path, direct: Target 
                                              plan.ttft_requests, plan.ttft_warmup, plan.phase_limit)
     else:
         result["ttft"] = None
-        result["notes"].append("no streaming upstream (routing/fakes) for TTFT")
+        result["notes"].append("no streaming upstream (registry/fakes) for TTFT")
     log(f"{target.name}: concurrency {plan.connections}, wrk {plan.wrk_warmup:g}+{plan.wrk_seconds:g} s")
     result["c32"] = wrk_throughput(wrk, target.chat_url, target.headers, request_body(target.model), workdir,
                                    plan.connections, plan.wrk_seconds, plan.wrk_warmup)
@@ -412,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"Conditions: {cond['date_utc']} UTC, {cond['cpus']} cores ({cond['cpu']}), {busy:.0f} % busy"
         f" before the start, Python {cond['python']}, {cond['nginx']}, {cond['wrk']}, LiteLLM {cond['litellm']}, Portkey {cond['portkey']}; upstream = nginx 1 worker with a "
-        f"canned reply (streams: routing.fakes, no chunk delay), all on 127.0.0.1; targets run one at a time; "
+        f"canned reply (streams: registry.fakes, no chunk delay), all on 127.0.0.1; targets run one at a time; "
         f"c1 = {cond['c1']}; TTFT = {cond['ttft']}; c{plan.connections} = {cond['c32']}; added = target minus "
         f"direct, re-measured just before each target; RSS = VmRSS of the server's process tree after the load; wall {cond['wall_seconds']} s."
     )

@@ -133,7 +133,7 @@ def traffic(*, now: datetime | None = None) -> dict[str, Any]:
     rollups lag by up to a minute), and today's spend and savings (analytics.selectors.today)."""
     from analytics.models import UsageRecord
     from analytics.selectors import today
-    from analytics.stats import percentile
+    from registry.stats import percentile
 
     now = now or timezone.now()
     recent = UsageRecord.objects.filter(ts__gte=now - timedelta(minutes=5)).order_by("-id")

@@ -25,8 +25,8 @@ from rest_framework.exceptions import ValidationError
 from dashboard import figures
 from registry import services
 from registry.models import Agent, AIModel, ModelType, Provider
+from registry.providers import ADAPTERS, KIND_CHOICES
 from registry.selectors import snapshot
-from routing.providers import ADAPTERS, KIND_CHOICES
 
 LOGIN = "/dashboard/login/"
 # What the dashboard lets an operator pin on a model (discovery then leaves them alone).

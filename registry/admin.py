@@ -9,6 +9,7 @@ from django.db import transaction
 
 from afmts import urlpolicy
 from registry import services
+from registry.budget import budget_set
 from registry.events import publish
 from registry.models import Agent, AIModel, Alias, ApiKey, Event, Provider, Source
 
@@ -182,15 +183,14 @@ class ApiKeyAdmin(admin.ModelAdmin):
             with transaction.atomic():
                 obj.save()
                 publish("api_key_updated", {"id": obj.id, "name": obj.name, "prefix": obj.prefix, "scope": obj.scope})
+                if "monthly_budget_usd" in form.changed_data:
+                    budget_set.send(sender=ApiKey, key=obj)
             return
         key, secret = services.apikey_create(
-            name=obj.name, scope=obj.scope, rate_limit_per_minute=obj.rate_limit_per_minute
+            name=obj.name, scope=obj.scope, rate_limit_per_minute=obj.rate_limit_per_minute,
+            monthly_budget_usd=obj.monthly_budget_usd,
         )
         obj.pk, obj.prefix, obj.hashed, obj.created_at = key.pk, key.prefix, key.hashed, key.created_at
-        if obj.monthly_budget_usd is not None:
-            from analytics.budgets import key_budget_set
-
-            key_budget_set(key=key, limit=obj.monthly_budget_usd)
         messages.warning(request, f"New API key (shown only now, copy it): {secret}")
 
     def delete_model(self, request, obj):

@@ -35,6 +35,7 @@ from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
 from registry import version
+from registry.budget import is_exhausted
 from registry.models import ApiKey, KeyScope
 
 log = logging.getLogger(__name__)
@@ -87,8 +88,6 @@ def principal_for_secret(secret: str) -> Principal | None:
         ).first()
         principal = None
         if row and row["revoked_at"] is None:
-            from analytics.budgets import is_exhausted
-
             principal = Principal(
                 row["id"], row["name"], row["scope"], row["rate_limit_per_minute"], row["prefix"],
                 budget_exhausted=is_exhausted(row["monthly_budget_usd"], row["budget_spent_usd"], row["budget_month"]),

@@ -25,7 +25,7 @@ Per model:
     score            successRate × speed, with speed = 1 / (1 + p50 / 1000 ms)
 
 The score is in [0, 1]: a model that always answers in an instant scores 1, one that answers in one
-second 0.5, one that never answered 0. (Speed uses the same 1000 ms reference as routing.scoring's
+second 0.5, one that never answered 0. (Speed uses the same 1000 ms reference as registry.scoring's
 latency part.) The top performer is the highest score among models with at least one success; ties
 go to the higher tokens/s, then the public id.
 
@@ -47,9 +47,9 @@ from typing import Any
 from django.db.models import Q
 from django.utils import timezone
 
-from analytics.stats import percentile as _percentile
 from registry import health, quota
 from registry.models import AIModel, ModelStatus
+from registry.stats import percentile as _percentile
 
 CHAT_TYPES = ("llm", "chat", "vision")
 MAX_TOKENS = 64
@@ -84,7 +84,7 @@ def select_models(
     capability: str | None = None, limit: int | None = None, include_scarce: bool = False,
 ) -> Selection:
     """The models to benchmark: routable chat models matching the filters (see the module docstring)."""
-    from routing.providers import adapter_class
+    from registry.providers import adapter_class
 
     qs = (
         AIModel.objects.select_related("provider")
@@ -280,8 +280,8 @@ def _estimate_tokens(text: str) -> int:
 
 
 async def _call(adapter, model: AIModel, prompt: dict[str, str], *, max_tokens: int, timeout: float) -> Call:
-    from routing.providers.errors import ProviderError, RateLimited
-    from routing.providers.types import RateLimitInfo
+    from registry.providers.errors import ProviderError, RateLimited
+    from registry.providers.types import RateLimitInfo
 
     request = {
         "model": model.model_id, "messages": [{"role": "user", "content": prompt["content"]}],
@@ -337,8 +337,8 @@ async def _run(
     models: list[AIModel], prompts: list[dict[str, str]], *, rounds: int, concurrency: int, timeout: float,
     max_tokens: int,
 ) -> list[ModelResult]:
+    from registry.providers.http import close_clients
     from registry.tracker import adapter_for
-    from routing.providers.http import close_clients
 
     gate = asyncio.Semaphore(max(1, concurrency))
 

@@ -18,7 +18,7 @@ def demo_root() -> str:
 
 def ensure_demo_providers() -> list[str]:
     """Create the demo providers, or point them at the current demo port; returns their slugs."""
-    from routing.fakes import KEY, base_urls
+    from registry.fakes import KEY, base_urls
 
     urls = base_urls(demo_root())
     slugs = []

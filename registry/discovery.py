@@ -35,8 +35,8 @@ from afmts.metrics import observe_discovery
 from registry import bulk
 from registry.events import publish_many
 from registry.models import AIModel, HealthSample, ModelChange, ModelStatus, ModelType, Provider, ProviderStatus, Source
+from registry.providers.errors import RateLimited
 from registry.selectors import model_instance_representation
-from routing.providers.errors import RateLimited
 
 log = logging.getLogger(__name__)
 

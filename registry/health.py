@@ -144,7 +144,7 @@ def _probeable(models: list[AIModel]) -> list[AIModel]:
     """The models a one-token probe may be sent to: chat models; a free one only where it spends no
     scarce account-wide quota (local, `probe_enabled`, or a roomy quota); a paid one only when it is
     down (its probe costs one output token, and without it nothing would ever bring it back)."""
-    from routing.providers import adapter_class
+    from registry.providers import adapter_class
 
     free_by_provider: dict[int, list[AIModel]] = defaultdict(list)
     for model in models:

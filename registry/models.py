@@ -4,7 +4,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 
 from registry import crypto
-from routing.providers import KIND_CHOICES
+from registry.providers import KIND_CHOICES
 
 
 class QuotaScope(models.TextChoices):

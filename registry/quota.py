@@ -239,7 +239,7 @@ def quota_pools(
     on it. `rows` are (provider id, model API row) of free models. A pool's `key` is the gateway's own
     name for the scope (routing.live.scope_of), so /api/routing/state and this agree."""
     from registry.models import Provider
-    from routing.providers import tables
+    from registry.providers import tables
 
     shared: dict[int, list[dict[str, Any]]] = {}
     for provider_id, row in rows:

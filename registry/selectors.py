@@ -18,8 +18,8 @@ from typing import Any
 
 from registry import version
 from registry.models import AIModel, ModelStatus
-from routing.providers import adapter_class
-from routing.scoring import POLICIES, score_parts, static_parts
+from registry.providers import adapter_class
+from registry.scoring import POLICIES, score_parts, static_parts
 
 MODEL_COLUMNS = (
     "id", "model_id", "name", "type", "capabilities", "context_window", "max_output_tokens",

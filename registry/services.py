@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -16,6 +17,7 @@ from rest_framework.exceptions import ValidationError
 
 from afmts import urlpolicy
 from afmts.errors import Conflict
+from registry.budget import budget_set
 from registry.events import publish
 from registry.models import (
     Agent,
@@ -26,8 +28,8 @@ from registry.models import (
     Provider,
     Source,
 )
+from registry.providers import adapter_class
 from registry.selectors import model_instance_representation
-from routing.providers import adapter_class
 
 KEY_PREFIX = "afmts_"
 
@@ -90,7 +92,7 @@ def base_url_verify(*, kind: str, base_url: str, api_key: str | None, field: str
     """A 400 naming what was tried unless the kind's model listing answers at `base_url` (the
     outbound URL policy applies at connect time). Call outside any transaction: it is network I/O."""
     from afmts.logging import sanitize
-    from routing.providers.http import close_clients
+    from registry.providers.http import close_clients
 
     adapter = adapter_class(kind)(base_url=base_url, api_key=api_key or None)
     tried = f"GET {base_url}{adapter.models_path}"
@@ -336,14 +338,17 @@ def hash_key(secret: str) -> str:
 
 
 @transaction.atomic
-def apikey_create(*, name: str, scope: str = KeyScope.USER, rate_limit_per_minute: int | None = None) -> tuple[ApiKey, str]:
+def apikey_create(*, name: str, scope: str = KeyScope.USER, rate_limit_per_minute: int | None = None,
+                  monthly_budget_usd: Decimal | None = None) -> tuple[ApiKey, str]:
     """Create a key; returns it with its secret, which is shown this once and never stored."""
     secret = KEY_PREFIX + secrets.token_urlsafe(32).replace("-", "x").replace("_", "y")
     key = ApiKey.objects.create(
         name=name, prefix=secret[: len(KEY_PREFIX) + 6], hashed=hash_key(secret), scope=scope,
-        rate_limit_per_minute=rate_limit_per_minute,
+        rate_limit_per_minute=rate_limit_per_minute, monthly_budget_usd=monthly_budget_usd,
     )
     publish("api_key_created", {"id": key.id, "name": name, "prefix": key.prefix, "scope": scope})
+    if monthly_budget_usd is not None:
+        budget_set.send(sender=ApiKey, key=key)
     return key, secret
 
 

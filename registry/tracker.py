@@ -15,8 +15,8 @@ from django.conf import settings
 
 from registry import discovery, health, quota
 from registry.models import AIModel, Provider
-from routing.providers import adapter_class
-from routing.providers.base import Adapter
+from registry.providers import adapter_class
+from registry.providers.base import Adapter
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def discover(slugs: list[str] | None = None) -> list[discovery.ProviderResult]:
 
 
 async def _discover(providers: list[Provider]) -> list[discovery.ProviderResult]:
-    from routing.providers.http import close_clients
+    from registry.providers.http import close_clients
 
     observe = sync_to_async(_observe_listing_quota, thread_sensitive=False)
     learn = sync_to_async(_learn_key, thread_sensitive=False)
@@ -128,9 +128,9 @@ def probe(models: list[AIModel] | None = None) -> list[ProbeResult]:
 
 
 async def _probe(models: list[AIModel]) -> list[ProbeResult]:
-    from routing.providers.errors import ProviderError, RateLimited
-    from routing.providers.http import close_clients
-    from routing.providers.types import RateLimitInfo
+    from registry.providers.errors import ProviderError, RateLimited
+    from registry.providers.http import close_clients
+    from registry.providers.types import RateLimitInfo
 
     async def one(model: AIModel) -> ProbeResult:
         adapter = adapter_for(model.provider)

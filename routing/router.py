@@ -11,7 +11,7 @@ Requirements come from the request itself (tools → function-calling, image par
 prompt's estimated tokens + max_tokens → context) and from `extra_body`/headers (capabilities,
 min context, max price, preferred and excluded providers, fallbacks).
 
-Ranking uses the one scoring function (routing.scoring): the snapshot holds the usable models sorted
+Ranking uses the one scoring function (registry.scoring): the snapshot holds the usable models sorted
 by their static score per policy; the router walks that list, keeps the models that fit and whose
 breaker and quota allow them, then re-sorts the leaders with the live parts (load, remaining quota).
 Live parts only lower a score, so the walk stops at the first model whose static score is below the
@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from registry.models import ModelStatus
+from registry.scoring import POLICIES, live_adjustment
 from registry.selectors import ModelView, Snapshot
-from routing.scoring import POLICIES, live_adjustment
 
 POLICY_NAMES = frozenset(POLICIES)
 MAX_REJECTIONS_LISTED = 25

@@ -21,8 +21,8 @@ from django.conf import settings
 from afmts import urlpolicy
 from afmts.logging import sanitize
 from registry.models import Agent, AgentStatus
-from routing.providers.errors import ProviderError
-from routing.providers.http import max_reply_bytes, policy_transport, read_capped
+from registry.providers.errors import ProviderError
+from registry.providers.http import max_reply_bytes, policy_transport, read_capped
 
 # Task types and the capability a model needs for them; types no model declares fall back to
 # text-generation (every chat model can summarize or translate).

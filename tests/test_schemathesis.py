@@ -39,7 +39,7 @@ from schemathesis.specs.openapi.checks import (
     use_after_free,
 )
 
-from routing.fakes import KEY
+from registry.fakes import KEY
 
 
 def no_internal_error(ctx, response, case) -> None:

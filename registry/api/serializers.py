@@ -16,7 +16,7 @@ from rest_framework.exceptions import NotFound
 from afmts import urlpolicy
 from afmts.errors import Conflict
 from registry.models import AgentStatus, KeyScope, ModelStatus, ModelType, QuotaScope
-from routing.providers import ADAPTERS
+from registry.providers import ADAPTERS
 
 _SNAKE = re.compile(r"_([a-z0-9])")
 

@@ -18,7 +18,6 @@ urlpatterns = [
     path("providers/", v.ProviderListView.as_view(), name="provider-list"),
     path("providers", v.ProviderListView.as_view()),
     path("providers/<int:pk>", v.ProviderDetailView.as_view(), name="provider-detail"),
-    path("stats", v.StatsView.as_view(), name="stats"),
     path("events", v.EventListView.as_view(), name="events"),
     path("keys", v.ApiKeyListView.as_view(), name="key-list"),
     path("keys/<int:pk>", v.ApiKeyDetailView.as_view(), name="key-detail"),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -17,7 +16,6 @@ from rest_framework.views import APIView
 
 from afmts.errors import Conflict
 from afmts.parsers import UNSTORABLE
-from analytics.selectors import today as usage_today
 from registry import selectors, services
 from registry.api import serializers as s
 from registry.api.pagination import Pagination, positive_int
@@ -260,33 +258,7 @@ class AgentModelsView(Base):
         return Response({"agent": agent.id, "count": len(models), "models": models})
 
 
-# ------------------------------------------------------------------ stats, events, keys
-
-
-class StatsView(Base):
-    @extend_schema(summary="Registry statistics", responses=ANY)
-    def get(self, request: Request) -> Response:
-        models = AIModel.objects
-
-        def counts(field: str) -> dict[str, int]:
-            return {row[field]: row["n"] for row in models.values(field).annotate(n=Count("id")).order_by(field)}
-
-        agents = Agent.objects.aggregate(total=Count("id"), online=Count("id", filter=Q(status=AgentStatus.ONLINE)))
-        free = models.filter(is_free=True).exclude(status=ModelStatus.RETIRED)
-        return Response({
-            "models": {
-                "total": models.count(),
-                "byStatus": counts("status"),
-                "byType": counts("type"),
-                "byProvider": counts("provider__slug"),
-                "free": free.count(),
-                "freeAvailable": free.filter(status=ModelStatus.AVAILABLE, disabled=False).count(),
-            },
-            "providers": {"total": Provider.objects.count(), "enabled": Provider.objects.filter(enabled=True).count()},
-            "agents": {"total": agents["total"], "online": agents["online"], "offline": agents["total"] - agents["online"]},
-            # Today (UTC) from the usage rollups: the caller's own for a user key, everyone's for an admin.
-            "today": usage_today(key_id=None if request.user.is_admin else (request.user.key_id or -2)),
-        })
+# ------------------------------------------------------------------ events, keys
 
 
 class EventListView(Base):

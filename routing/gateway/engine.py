@@ -31,10 +31,8 @@ from django.conf import settings
 
 from afmts.logging import sanitize
 from analytics.recorder import Outcome
-from registry.selectors import ModelView
-from routing.gateway.runtime import View, runtime
-from routing.providers import adapter_class
-from routing.providers.errors import (
+from registry.providers import adapter_class
+from registry.providers.errors import (
     AuthError,
     BadRequest,
     ContextTooLong,
@@ -44,7 +42,9 @@ from routing.providers.errors import (
     RateLimited,
     Timeout,
 )
-from routing.providers.types import RateLimitInfo
+from registry.providers.types import RateLimitInfo
+from registry.selectors import ModelView
+from routing.gateway.runtime import View, runtime
 from routing.router import Plan
 
 log = logging.getLogger(__name__)

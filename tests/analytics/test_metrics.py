@@ -20,8 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from afmts import metrics as series
 from registry import services, version
+from registry.fakes import KEY
 from registry.models import AIModel
-from routing.fakes import KEY
 from tests.analytics.test_usage_durability import database_url_under_test, seed, server_env, start_gateway
 
 CHAT = [{"role": "user", "content": "hi"}]

@@ -12,8 +12,8 @@ from analytics import recorder as recorder_module
 from analytics.models import UsageRecord
 from analytics.recorder import Outcome, Recorder, request_id_for, write
 from registry import services
+from registry.fakes import KEY
 from registry.models import HealthSample
-from routing.fakes import KEY
 
 
 @pytest.fixture

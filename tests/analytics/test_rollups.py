@@ -16,7 +16,7 @@ import pytest
 from analytics import histogram, rollups, selectors
 from analytics.models import Resolution, RollupDirty, UsageRecord, UsageRollup
 from analytics.recorder import Outcome, write
-from analytics.stats import percentile
+from registry.stats import percentile
 
 FREE = {"model_id": "llama-3.1-8b-instant", "is_free": True}
 PAID = {"model_id": "gpt-4o-mini", "input_price": "0.15", "output_price": "0.6"}

@@ -22,8 +22,8 @@ from django.db import connection
 
 from analytics.models import UsageRecord
 from registry import services
+from registry.fakes import KEY
 from registry.management.commands.serve import web_command
-from routing.fakes import KEY
 
 ROOT = Path(settings.BASE_DIR)
 IN_CI = os.environ.get("CI", "").lower() == "true"

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from registry import services, tracker
-from routing.fakes import KEY, catalog
+from registry.fakes import KEY, catalog
 from tests.dashboard.conftest import off_loop, shoot
 from tests.gateway.conftest import flush
 

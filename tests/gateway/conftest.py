@@ -15,7 +15,7 @@ import uvicorn
 from asgiref.sync import sync_to_async
 
 from registry import services
-from routing.fakes import KEY
+from registry.fakes import KEY
 
 
 def _free_port() -> int:

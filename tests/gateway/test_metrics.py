@@ -14,8 +14,8 @@ from django.db.models import Sum
 
 from afmts import metrics as series
 from analytics.models import UsageRecord
+from registry.fakes import KEY
 from registry.selectors import snapshot
-from routing.fakes import KEY
 from routing.gateway.runtime import runtime
 from tests.analytics.test_metrics import CHAT, delta, scrape, total, value
 from tests.gateway.conftest import flush

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from registry import services
-from routing.fakes import KEY
+from registry.fakes import KEY
 from tests.analytics.test_usage_durability import (
     CHAT,
     database_url_under_test,

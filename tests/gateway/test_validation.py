@@ -14,11 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from registry.providers import ADAPTERS, adapter_class
+from registry.providers.http import Timeouts
 from routing.gateway import anthropic, validate
 from routing.gateway.engine import GatewayError
 from routing.gateway.requests import requirements, upstream_body
-from routing.providers import ADAPTERS, adapter_class
-from routing.providers.http import Timeouts
 
 FREE = {"model_id": "llama-3.1-8b-instant", "is_free": True, "latency_ms": 100, "reliability": 0.99}
 TOOLS_CAPS = ["text-generation", "streaming", "function-calling", "vision"]

@@ -11,8 +11,8 @@ import pytest
 from django.core.management import call_command
 
 from registry import benchmark, services, tracker
+from registry.fakes import KEY
 from registry.models import AIModel, HealthSample, QuotaState
-from routing.fakes import KEY
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -6,8 +6,8 @@ import pytest
 
 from registry import tracker
 from registry.demo import KINDS, ensure_demo_providers
+from registry.fakes import demo
 from registry.models import AIModel, Provider
-from routing.fakes import demo
 
 
 def test_demo_providers_are_created_once_and_follow_the_port(db, settings):

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from registry.discovery import apply_listing, due_providers, record_failure
 from registry.models import AIModel, Event, ModelChange, Provider
-from routing.providers.types import Listing, ModelRecord
+from registry.providers.types import Listing, ModelRecord
 
 pytestmark = pytest.mark.django_db
 

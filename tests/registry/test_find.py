@@ -6,7 +6,7 @@ import pytest
 
 from registry import selectors
 from registry.models import AIModel
-from routing.scoring import POLICIES, score_parts, static_parts
+from registry.scoring import POLICIES, score_parts, static_parts
 
 pytestmark = pytest.mark.django_db
 

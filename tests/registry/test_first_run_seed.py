@@ -12,8 +12,8 @@ from django.core.management import call_command
 from django.db.models import F
 
 from registry import services, tracker
+from registry.fakes import KEY
 from registry.models import AIModel, Provider, RegistryState
-from routing.fakes import KEY
 
 pytestmark = pytest.mark.django_db
 

@@ -16,7 +16,7 @@ from django.conf import settings as django_settings
 
 from registry import discovery, selectors
 from registry.models import AIModel, Event, ModelChange
-from routing.providers import adapter_class
+from registry.providers import adapter_class
 from routing.router import Requirements, plan
 
 pytestmark = pytest.mark.django_db
@@ -157,7 +157,7 @@ def test_history_filters_by_provider_model_event_and_time(make_provider, user_ap
     start = datetime(2030, 1, 1, tzinfo=UTC)
 
     def listing(kind: str, *ids: str):
-        from routing.providers.types import Listing, ModelRecord
+        from registry.providers.types import Listing, ModelRecord
 
         return Listing(models=[ModelRecord(id=i, name=i, is_free=True, capabilities=["text-generation"]) for i in ids])
 

@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from registry.discovery import apply_listing
 from registry.models import AIModel
+from registry.providers.types import Listing, ModelRecord, RateLimitInfo, RateLimitWindow
 from registry.quota import quota_count, quota_observe
-from routing.providers.types import Listing, ModelRecord, RateLimitInfo, RateLimitWindow
 
 pytestmark = pytest.mark.django_db
 

@@ -15,8 +15,8 @@ from django.test.utils import CaptureQueriesContext
 
 from afmts.asgi import application
 from registry import services, tracker
+from registry.fakes import KEY, catalog
 from registry.models import AIModel, Event, ModelChange, Provider
-from routing.fakes import KEY, catalog
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

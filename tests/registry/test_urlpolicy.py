@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from afmts import urlpolicy
 from registry.admin import AgentForm, ProviderForm
 from registry.models import Agent, Provider
-from routing.providers import ADAPTERS
+from registry.providers import ADAPTERS
 
 # The security trial's URLs, and every other notation of the metadata and link-local addresses.
 ALWAYS_REFUSED = {

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from routing.fakes import KEY, FakeProviderServer
-from routing.providers import ADAPTERS, adapter_class
-from routing.providers.base import Adapter
-from routing.providers.http import Timeouts, close_clients
+from registry.fakes import KEY, FakeProviderServer
+from registry.providers import ADAPTERS, adapter_class
+from registry.providers.base import Adapter
+from registry.providers.http import Timeouts, close_clients
 
 ROOT = Path(settings.BASE_DIR)
 CAPTURES = ROOT.parent / "shared" / "provider-captures"

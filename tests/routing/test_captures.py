@@ -8,9 +8,9 @@ from decimal import Decimal
 
 import pytest
 
-from routing.providers import adapter_class, tables
-from routing.providers.base import assemble
-from routing.providers.ratelimits import parse_rate_limit_headers
+from registry.providers import adapter_class, tables
+from registry.providers.base import assemble
+from registry.providers.ratelimits import parse_rate_limit_headers
 
 
 def listing(kind: str, payload, **kwargs):

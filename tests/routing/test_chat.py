@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from routing.providers.base import assemble
-from routing.providers.errors import BadRequest
+from registry.providers.base import assemble
+from registry.providers.errors import BadRequest
 from tests.routing.conftest import EMBED_MODEL, KINDS, MODEL, TOOLS, chat_request
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from routing.providers.errors import (
+from registry.providers.errors import (
     AuthError,
     ContextTooLong,
     MalformedReply,
@@ -14,7 +14,7 @@ from routing.providers.errors import (
     Timeout,
     UpstreamUnavailable,
 )
-from routing.providers.http import Timeouts
+from registry.providers.http import Timeouts
 from tests.routing.conftest import KINDS, MODEL, chat_request
 
 KEYED = [k for k in KINDS if k not in ("ollama", "openai_compatible")]
@@ -197,7 +197,7 @@ async def test_error_sent_inside_a_stream_is_raised(make_adapter, fake, kind):
 
 
 async def test_connection_refused_is_upstream_unavailable():
-    from routing.providers import adapter_class
+    from registry.providers import adapter_class
 
     adapter = adapter_class("openai")(base_url="http://127.0.0.1:9", api_key="k",
                                       timeouts=Timeouts(connect=0.5, read=1, write=1, pool=1, total=2))

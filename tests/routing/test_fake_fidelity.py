@@ -9,7 +9,7 @@ import re
 import httpx
 import pytest
 
-from routing.fakes import KEY
+from registry.fakes import KEY
 from tests.routing.conftest import MODEL, TOOLS
 
 # Keys the fake sends that a capture lacks, each documented in wire_formats.md or the provider's docs.

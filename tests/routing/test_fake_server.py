@@ -19,7 +19,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.mark.parametrize("argv", [["manage.py", "fakeprovider"], ["-m", "routing.fakes"]])
+@pytest.mark.parametrize("argv", [["manage.py", "fakeprovider"], ["-m", "registry.fakes"]])
 def test_fake_provider_server_runs_as_a_command(argv):
     port = free_port()
     proc = subprocess.Popen([sys.executable, *argv, "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE,

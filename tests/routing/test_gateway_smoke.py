@@ -9,7 +9,7 @@ from asgiref.sync import sync_to_async
 
 from afmts.asgi import application
 from registry import services
-from routing.fakes import KEY
+from registry.fakes import KEY
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

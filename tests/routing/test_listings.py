@@ -7,10 +7,10 @@ from decimal import Decimal
 
 import pytest
 
-from routing.providers import adapter_class, tables
+from registry.providers import adapter_class, tables
 from tests.routing.conftest import KINDS
 
-# Models and free models each fake provider lists (routing/fakes/catalog.py), as the adapters count them.
+# Models and free models each fake provider lists (registry/fakes/catalog.py), as the adapters count them.
 FAKE_COUNTS = {"openai": (7, 0), "anthropic": (4, 0), "ollama": (3, 3), "openrouter": (9, 3), "groq": (5, 5),
                "gemini": (6, 3), "mistral": (5, 5), "huggingface": (3, 0), "together": (4, 1), "cerebras": (3, 3),
                "deepseek": (2, 0), "openai_compatible": (2, 2), "nvidia": (4, 4), "cohere": (5, 5), "cloudflare": (5, 4),
@@ -139,7 +139,7 @@ async def test_listing_reports_the_rate_limit_headers_it_saw(make_adapter):
 
 
 async def test_ollama_listing_is_completed_by_api_show_once_per_model_version(make_adapter, fake):
-    from routing.providers.ollama import OllamaAdapter
+    from registry.providers.ollama import OllamaAdapter
 
     OllamaAdapter.shown_by_digest.clear()
     listing = await make_adapter("ollama").list_models()

@@ -15,9 +15,9 @@ import uuid
 import pytest
 from django.conf import settings
 
+from registry.providers.types import RateLimitInfo, RateLimitWindow
 from registry.selectors import snapshot
 from routing.live import LiveState
-from routing.providers.types import RateLimitInfo, RateLimitWindow
 
 pytestmark = pytest.mark.django_db
 

@@ -12,10 +12,10 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from routing.fakes import KEY
-from routing.providers import adapter_class
-from routing.providers.base import assemble
-from routing.providers.errors import AuthError, NotFoundError, RateLimited
+from registry.fakes import KEY
+from registry.providers import adapter_class
+from registry.providers.base import assemble
+from registry.providers.errors import AuthError, NotFoundError, RateLimited
 from tests.routing.conftest import DATA, chat_request
 from tests.routing.test_fake_fidelity import assert_like
 
@@ -233,7 +233,7 @@ def test_auto_register_takes_the_cloudflare_account_from_its_url(db, monkeypatch
     from django.core.management import call_command
 
     from registry.models import Provider
-    from routing.providers import ADAPTERS
+    from registry.providers import ADAPTERS
 
     for cls in ADAPTERS.values():
         monkeypatch.delenv(cls.env_var or "UNSET", raising=False)

@@ -1,4 +1,4 @@
-"""The outbound URL policy at connect time (routing/providers/http.py): whatever is in the database,
+"""The outbound URL policy at connect time (registry/providers/http.py): whatever is in the database,
 every transport checks the resolved address before it connects, follows no redirect and caps what
 it reads. Local servers here count the connections they accept, so "no connection was made" is
 observed, not assumed."""
@@ -13,11 +13,11 @@ import pytest
 
 from afmts import urlpolicy
 from registry import tracker
+from registry.fakes import KEY
 from registry.models import Agent, Provider
-from routing.fakes import KEY
-from routing.providers import adapter_class
-from routing.providers.errors import ProviderError
-from routing.providers.http import PolicyRefused, ReplyTooLarge, close_clients
+from registry.providers import adapter_class
+from registry.providers.errors import ProviderError
+from registry.providers.http import PolicyRefused, ReplyTooLarge, close_clients
 from routing.tasks import call_agent
 from tests.outbound import Reply, Spot, completion, send, spots
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from routing.providers import adapter_class
-from routing.providers.ratelimits import parse_duration, parse_rate_limit_headers
+from registry.providers import adapter_class
+from registry.providers.ratelimits import parse_duration, parse_rate_limit_headers
 
 NOW = 1_780_000_000.0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from routing.providers.streams import JSONArrayDecoder, NDJSONDecoder, SSEDecoder
+from registry.providers.streams import JSONArrayDecoder, NDJSONDecoder, SSEDecoder
 
 SSE = b': OPENROUTER PROCESSING\n\nevent: a\ndata: {"x": 1}   \r\n\r\ndata: line1\ndata: line2\n\ndata: [DONE]\n\n'
 ARRAY = b'[{"a": 1}\n,\r\n{"b": {"c": "]"}}\n]'

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from routing.providers import ADAPTERS, adapter_class
+from registry.providers import ADAPTERS, adapter_class
 from tests.routing.conftest import TOOLS
 
 PNG = "data:image/png;base64,iVBORw0KGgo="

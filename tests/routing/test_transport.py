@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from routing.providers.errors import RateLimited, Timeout, UpstreamUnavailable
-from routing.providers.http import Timeouts
+from registry.providers.errors import RateLimited, Timeout, UpstreamUnavailable
+from registry.providers.http import Timeouts
 from tests.routing.conftest import chat_request
 
 
@@ -45,12 +45,12 @@ async def test_errors_are_typed_the_same_on_either_transport(make_adapter, fake,
 
 
 async def test_refused_connection_is_upstream_unavailable_on_either_transport():
-    from routing.providers import adapter_class
+    from registry.providers import adapter_class
 
     adapter = adapter_class("openai")(base_url="http://127.0.0.1:9", api_key="k",
                                       timeouts=Timeouts(connect=0.5, read=1, write=1, pool=1, total=2))
     with pytest.raises(UpstreamUnavailable):
         await adapter.chat({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
-    from routing.providers.http import close_clients
+    from registry.providers.http import close_clients
 
     await close_clients()

@@ -3,8 +3,8 @@ import os
 from django.core.management.base import BaseCommand
 
 from registry.models import Provider
+from registry.providers import ADAPTERS
 from registry.services import provider_create, provider_update
-from routing.providers import ADAPTERS
 
 
 class Command(BaseCommand):

@@ -2,8 +2,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from afmts import urlpolicy
 from registry.models import Provider
+from registry.providers import ADAPTERS
 from registry.services import provider_create, provider_update
-from routing.providers import ADAPTERS
 
 
 class Command(BaseCommand):

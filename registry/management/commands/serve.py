@@ -100,7 +100,7 @@ class Command(BaseCommand):
         """Processes beside web and worker: the fake provider server when AFMTS_DEMO is on."""
         if not settings.AFMTS_DEMO:
             return []
-        return [("demo providers", [sys.executable, "-m", "routing.fakes", "--port", str(settings.AFMTS_DEMO_PORT), "--demo"])]
+        return [("demo providers", [sys.executable, "-m", "registry.fakes", "--port", str(settings.AFMTS_DEMO_PORT), "--demo"])]
 
     @staticmethod
     def _stop_all(procs: dict[str, subprocess.Popen]) -> None:

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from routing.fakes.server import KEY, FakeProviderServer, base_urls
+from registry.fakes.server import KEY, FakeProviderServer, base_urls
 
 
 class Command(BaseCommand):

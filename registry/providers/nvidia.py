@@ -13,8 +13,8 @@ to 40 requests a minute for the whole account (cheahjs/free-llm-api-resources, R
 
 from __future__ import annotations
 
-from routing.providers.base import Adapter, guess_type
-from routing.providers.types import ModelRecord
+from registry.providers.base import Adapter, guess_type
+from registry.providers.types import ModelRecord
 
 
 class NvidiaAdapter(Adapter):

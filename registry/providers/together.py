@@ -1,7 +1,7 @@
 from decimal import Decimal
 
-from routing.providers.base import Adapter, guess_type
-from routing.providers.types import ModelRecord
+from registry.providers.base import Adapter, guess_type
+from registry.providers.types import ModelRecord
 
 # Together's `type` field -> our closed list of types.
 TYPES = {"chat": "chat", "language": "llm", "code": "chat", "embedding": "embedding", "image": "image",

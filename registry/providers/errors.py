@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from afmts.logging import redact
 
 if TYPE_CHECKING:
-    from routing.providers.types import RateLimitInfo
+    from registry.providers.types import RateLimitInfo
 
 
 class ProviderError(Exception):

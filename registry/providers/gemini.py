@@ -7,11 +7,11 @@ import json
 import time
 from typing import Any
 
-from routing.providers.base import Adapter, chunk, data_url, text_of, usage
-from routing.providers.errors import AuthError, MalformedReply, ProviderError, RateLimited, UpstreamUnavailable
-from routing.providers.ratelimits import parse_duration
-from routing.providers.streams import JSONArrayDecoder, SSEDecoder
-from routing.providers.types import ModelRecord
+from registry.providers.base import Adapter, chunk, data_url, text_of, usage
+from registry.providers.errors import AuthError, MalformedReply, ProviderError, RateLimited, UpstreamUnavailable
+from registry.providers.ratelimits import parse_duration
+from registry.providers.streams import JSONArrayDecoder, SSEDecoder
+from registry.providers.types import ModelRecord
 
 FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "RECITATION": "content_filter",
           "BLOCKLIST": "content_filter", "PROHIBITED_CONTENT": "content_filter", "SPII": "content_filter",

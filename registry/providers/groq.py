@@ -1,5 +1,5 @@
-from routing.providers.base import Adapter
-from routing.providers.types import ModelRecord
+from registry.providers.base import Adapter
+from registry.providers.types import ModelRecord
 
 
 class GroqAdapter(Adapter):

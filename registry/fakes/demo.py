@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import copy
 
-from routing.fakes import catalog
-from routing.fakes.server import State
+from registry.fakes import catalog
+from registry.fakes.server import State
 
 PERIOD = 40.0  # seconds between changes: more than one discovery cycle (30 s) apart
 PROMO = "acme/promo-model:free"

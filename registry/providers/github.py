@@ -21,10 +21,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from routing.providers import tables
-from routing.providers.base import Adapter, guess_type
-from routing.providers.errors import NotFoundError, ProviderError
-from routing.providers.types import ModelRecord
+from registry.providers import tables
+from registry.providers.base import Adapter, guess_type
+from registry.providers.errors import NotFoundError, ProviderError
+from registry.providers.types import ModelRecord
 
 API_VERSION = "2022-11-28"
 CAPS = {"tool-calling": "function-calling", "streaming": "streaming", "reasoning": "reasoning"}

@@ -1,4 +1,4 @@
-from routing.providers.base import Adapter
+from registry.providers.base import Adapter
 
 
 class CerebrasAdapter(Adapter):

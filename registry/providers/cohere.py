@@ -29,10 +29,10 @@ import json
 import time
 from typing import Any
 
-from routing.providers.base import Adapter, chunk, text_of, usage
-from routing.providers.errors import MalformedReply, UpstreamUnavailable
-from routing.providers.streams import SSEDecoder
-from routing.providers.types import ModelRecord
+from registry.providers.base import Adapter, chunk, text_of, usage
+from registry.providers.errors import MalformedReply, UpstreamUnavailable
+from registry.providers.streams import SSEDecoder
+from registry.providers.types import ModelRecord
 
 FINISH = {"COMPLETE": "stop", "STOP_SEQUENCE": "stop", "MAX_TOKENS": "length", "TOOL_CALL": "tool_calls",
           "ERROR": "stop", "ERROR_TOXIC": "content_filter", "ERROR_LIMIT": "length", "USER_CANCEL": "stop"}

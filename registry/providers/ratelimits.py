@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 
-from routing.providers.types import RateLimitInfo, RateLimitWindow
+from registry.providers.types import RateLimitInfo, RateLimitWindow
 
 PERIODS = ("second", "minute", "hour", "day", "month")
 _GO_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")

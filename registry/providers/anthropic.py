@@ -7,15 +7,15 @@ import time
 from datetime import datetime
 from typing import Any
 
-from routing.providers.base import Adapter, chunk, data_url, dumps, text_of, usage
-from routing.providers.errors import (
+from registry.providers.base import Adapter, chunk, data_url, dumps, text_of, usage
+from registry.providers.errors import (
     ContextTooLong,
     ProviderError,
     RateLimited,
     UpstreamUnavailable,
 )
-from routing.providers.streams import SSEDecoder
-from routing.providers.types import ModelRecord
+from registry.providers.streams import SSEDecoder
+from registry.providers.types import ModelRecord
 
 VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096

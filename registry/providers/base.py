@@ -33,8 +33,8 @@ import aiohttp
 import httpx
 import orjson
 
-from routing.providers import tables
-from routing.providers.errors import (
+from registry.providers import tables
+from registry.providers.errors import (
     AuthError,
     BadRequest,
     ContextTooLong,
@@ -45,10 +45,10 @@ from routing.providers.errors import (
     Timeout,
     UpstreamUnavailable,
 )
-from routing.providers.http import TRANSPORT_ERRORS, Timeouts, fetch, open_stream, shared_client
-from routing.providers.ratelimits import parse_duration, parse_rate_limit_headers
-from routing.providers.streams import SSEDecoder
-from routing.providers.types import Listing, ModelRecord, RateLimitInfo, empty_quota
+from registry.providers.http import TRANSPORT_ERRORS, Timeouts, fetch, open_stream, shared_client
+from registry.providers.ratelimits import parse_duration, parse_rate_limit_headers
+from registry.providers.streams import SSEDecoder
+from registry.providers.types import Listing, ModelRecord, RateLimitInfo, empty_quota
 
 MILLION = Decimal(1_000_000)
 _CONTEXT_HINTS = ("context_length_exceeded", "context length", "maximum context", "context window",

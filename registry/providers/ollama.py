@@ -7,10 +7,10 @@ import json
 import time
 from typing import Any, ClassVar
 
-from routing.providers.base import Adapter, chunk, data_url, text_of, usage
-from routing.providers.errors import MalformedReply, NotFoundError, ProviderError, UpstreamUnavailable
-from routing.providers.streams import NDJSONDecoder
-from routing.providers.types import Listing, ModelRecord
+from registry.providers.base import Adapter, chunk, data_url, text_of, usage
+from registry.providers.errors import MalformedReply, NotFoundError, ProviderError, UpstreamUnavailable
+from registry.providers.streams import NDJSONDecoder
+from registry.providers.types import Listing, ModelRecord
 
 OPTIONS = (("temperature", "temperature"), ("top_p", "top_p"), ("seed", "seed"), ("presence_penalty", "presence_penalty"),
            ("frequency_penalty", "frequency_penalty"))

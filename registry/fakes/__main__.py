@@ -1,8 +1,8 @@
-"""`python -m routing.fakes --port 8900`: the fake providers in the foreground."""
+"""`python -m registry.fakes --port 8900`: the fake providers in the foreground."""
 
 import argparse
 
-from routing.fakes.server import FakeProviderServer, base_urls
+from registry.fakes.server import FakeProviderServer, base_urls
 
 
 def main() -> None:

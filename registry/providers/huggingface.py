@@ -1,7 +1,7 @@
 from decimal import Decimal
 
-from routing.providers.base import Adapter
-from routing.providers.types import ModelRecord
+from registry.providers.base import Adapter
+from registry.providers.types import ModelRecord
 
 
 class HuggingfaceAdapter(Adapter):

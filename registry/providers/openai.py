@@ -1,8 +1,8 @@
 from typing import Any
 
-from routing.providers.base import Adapter
-from routing.providers.errors import ContextTooLong, ProviderError, RateLimited
-from routing.providers.types import ModelRecord
+from registry.providers.base import Adapter
+from registry.providers.errors import ContextTooLong, ProviderError, RateLimited
+from registry.providers.types import ModelRecord
 
 
 class OpenaiAdapter(Adapter):

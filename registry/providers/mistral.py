@@ -1,7 +1,7 @@
 from typing import Any
 
-from routing.providers.base import Adapter
-from routing.providers.types import ModelRecord
+from registry.providers.base import Adapter
+from registry.providers.types import ModelRecord
 
 # Mistral's capabilities object -> our open vocabulary.
 CAPS = {"completion_chat": "text-generation", "completion_fim": "code-completion", "function_calling": "function-calling",

@@ -34,7 +34,7 @@ import httpx
 from django.conf import settings
 
 from afmts import urlpolicy
-from routing.providers.errors import MalformedReply, ProviderError
+from registry.providers.errors import MalformedReply, ProviderError
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], httpx.AsyncClient]] = (
     weakref.WeakKeyDictionary()

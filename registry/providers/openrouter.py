@@ -1,11 +1,11 @@
 from decimal import Decimal
 from typing import Any
 
-from routing.providers import tables
-from routing.providers.base import Adapter, per_million
-from routing.providers.errors import ProviderError, RateLimited
-from routing.providers.ratelimits import parse_rate_limit_headers
-from routing.providers.types import ModelRecord
+from registry.providers import tables
+from registry.providers.base import Adapter, per_million
+from registry.providers.errors import ProviderError, RateLimited
+from registry.providers.ratelimits import parse_rate_limit_headers
+from registry.providers.types import ModelRecord
 
 # supported_parameters -> capabilities
 PARAM_CAPS = {"tools": "function-calling", "response_format": "json-mode", "structured_outputs": "structured-outputs",

@@ -30,10 +30,10 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from routing.providers import tables
-from routing.providers.base import Adapter, guess_type
-from routing.providers.errors import NotFoundError, ProviderError, RateLimited
-from routing.providers.types import ModelRecord
+from registry.providers import tables
+from registry.providers.base import Adapter, guess_type
+from registry.providers.errors import NotFoundError, ProviderError, RateLimited
+from registry.providers.types import ModelRecord
 
 # Task name -> (type, capabilities).
 TASKS = {

@@ -18,7 +18,7 @@ remaining-quota headers (and `limit_requests`, `limit_tokens` the advertised lim
 /_control/reset`; `GET /_control/log` (every request seen, with timings: `t_first_frame`,
 `t_last_frame`, time.monotonic() of this process). Header `x-fake-chunk-delay: 0.1` paces one stream.
 Random fault mixes per provider (`POST /_control/faults`, `GET /_control/faults`) come last, after every
-explicit scenario: see routing/fakes/faults.py. Scenario `refused` closes the connection unanswered.
+explicit scenario: see registry/fakes/faults.py. Scenario `refused` closes the connection unanswered.
 The accepted credential is "fake-key" (Ollama and openai_compatible need none)."""
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from typing import Any
 
 from aiohttp import web
 
-from routing.fakes import catalog, wire
-from routing.fakes.faults import FaultMix, Faults
+from registry.fakes import catalog, wire
+from registry.fakes.faults import FaultMix, Faults
 
 KEY = "fake-key"
 # The real path prefix of each provider's API (the path part of its default base URL).
@@ -623,7 +623,7 @@ class FakeProviders:
 
 class FakeProviderServer:
     """Runs the fake providers on 127.0.0.1 in a background thread (tests) or in the foreground
-    (`manage.py fakeprovider`, `python -m routing.fakes`)."""
+    (`manage.py fakeprovider`, `python -m registry.fakes`)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, chunk_delay: float = 0.0, page_size: int = 3):
         self.host, self.port = host, port
@@ -691,13 +691,13 @@ class FakeProviderServer:
             self._thread.join(5)
 
     def serve_forever(self, demo: bool = False) -> None:
-        """Serve until interrupted; `demo` runs routing.fakes.demo's changes beside it."""
+        """Serve until interrupted; `demo` runs registry.fakes.demo's changes beside it."""
 
         async def main() -> None:
             await self._start()
             tasks = []
             if demo:
-                from routing.fakes import demo as demo_changes
+                from registry.fakes import demo as demo_changes
 
                 tasks.append(asyncio.ensure_future(demo_changes.run(self.state)))
             try:

@@ -15,9 +15,9 @@ Free rules (free_tiers.json "codestral"): every model on this domain is free wit
 
 from __future__ import annotations
 
-from routing.providers.errors import NotFoundError
-from routing.providers.mistral import MistralAdapter
-from routing.providers.types import Listing
+from registry.providers.errors import NotFoundError
+from registry.providers.mistral import MistralAdapter
+from registry.providers.types import Listing
 
 # The domain's models when it offers no listing (Mistral's model overview; what IDE plugins list).
 STATIC = (
