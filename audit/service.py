@@ -8,20 +8,14 @@ trusted proxy), the one place that reads them for rate limits too."""
 
 from __future__ import annotations
 
-import logging
 import os
-import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from django.conf import settings
-from django.db import close_old_connections
-
 from audit.models import Action, Entry
-
-log = logging.getLogger(__name__)
+from registry.batching import BatchWriter
 
 MAX_PENDING = 10_000
 MAX_SEEN = 100_000
@@ -78,17 +72,21 @@ class _Use:
     user_agent: str
 
 
-class KeyUses:
+class KeyUses(BatchWriter[list]):
     """The first use of each key per UTC day, client address and way in (API, gateway, WebSocket),
-    per process (several processes may each write one). Noted in memory; a daemon thread writes them every
-    AFMTS_KEY_USAGE_FLUSH_SECONDS in one insert; a failed write keeps them for the next round."""
+    per process (several processes may each write one). Noted in memory, written in one insert per
+    round off the request path (`registry.batching`)."""
+
+    thread_name = "afmts-audit-key-use"
+    what = "key uses to the audit log"
 
     def __init__(self) -> None:
         self._seen: set[tuple[int, str | None, str]] = set()
         self._day = -1
-        self._pending: list[_Use] = []
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        super().__init__()
+
+    def _empty(self) -> list[_Use]:
+        return []
 
     def note(self, principal: Any, *, source: str, ip: str | None, user_agent: str = "",
              now: float | None = None) -> bool:
@@ -109,49 +107,18 @@ class KeyUses:
             self._seen.add(mark)
             if len(self._pending) < MAX_PENDING:
                 self._pending.append(_Use(now, key_id, actor_of(principal), source, ip, user_agent[:255]))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="afmts-audit-key-use", daemon=True)
-                self._thread.start()
+        self._started()
         return True
 
-    def _run(self) -> None:
-        while True:
-            time.sleep(settings.AFMTS_KEY_USAGE_FLUSH_SECONDS)
-            if not self._pending:
-                continue
-            close_old_connections()
-            try:
-                self.flush()
-            except Exception as exc:  # noqa: BLE001 - kept and retried next round
-                log.warning("could not write key uses to the audit log (%s); retried next round", type(exc).__name__)
-                close_old_connections()
+    def _write(self, batch: list[_Use]) -> None:
+        Entry.objects.bulk_create([
+            Entry(at=datetime.fromtimestamp(u.at, tz=UTC), action=Action.KEY_USED, source=u.source, actor=u.actor,
+                  key_id=u.key_id, target_type="key", target_id=str(u.key_id), ip=u.ip, user_agent=u.user_agent)
+            for u in batch
+        ])
 
-    def flush(self) -> int:
-        with self._lock:
-            pending, self._pending = self._pending, []
-        if not pending:
-            return 0
-        try:
-            Entry.objects.bulk_create([
-                Entry(at=datetime.fromtimestamp(u.at, tz=UTC), action=Action.KEY_USED, source=u.source, actor=u.actor,
-                      key_id=u.key_id, target_type="key", target_id=str(u.key_id), ip=u.ip, user_agent=u.user_agent)
-                for u in pending
-            ])
-        except Exception:
-            with self._lock:
-                self._pending = (pending + self._pending)[:MAX_PENDING]
-            raise
-        return len(pending)
-
-    def close(self) -> None:
-        """Write what is pending (at exit); a failure is logged, not raised."""
-        try:
-            self.flush()
-        except Exception as exc:  # noqa: BLE001
-            log.warning("could not write key uses to the audit log at exit (%s)", type(exc).__name__)
-
-    def _after_fork(self) -> None:
-        self.__init__()
+    def _keep(self, batch: list[_Use]) -> None:
+        self._pending = (batch + self._pending)[:MAX_PENDING]
 
 
 key_uses = KeyUses()

@@ -19,14 +19,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import close_old_connections
 from rest_framework import authentication, exceptions, permissions
 from rest_framework_simplejwt import serializers as jwt_serializers
 from rest_framework_simplejwt.authentication import JWTAuthentication
@@ -35,6 +32,7 @@ from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
 from registry import version
+from registry.batching import BatchWriter
 from registry.budget import is_exhausted
 from registry.models import ApiKey, KeyScope
 
@@ -140,64 +138,31 @@ def secret_from_headers(headers) -> str | None:
     return (headers.get("x-api-key") or "").strip() or None
 
 
-class KeyUsage:
-    """Collects last-used times per key; a daemon thread writes them every
-    AFMTS_KEY_USAGE_FLUSH_SECONDS in one statement, never on a request. A failed write keeps its
-    times for the next round; `close()` writes what is left (at shutdown)."""
+class KeyUsage(BatchWriter[dict]):
+    """Collects last-used times per key; written in one statement per round off the request path
+    (`registry.batching`)."""
 
-    def __init__(self) -> None:
-        self._pending: dict[int, float] = {}
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+    thread_name = "afmts-key-usage"
+    what = "API key usage"
+
+    def _empty(self) -> dict[int, float]:
+        return {}
 
     def touch(self, key_id: int | None) -> None:
         if key_id is None:
             return
         self._pending[key_id] = time.time()
-        if self._thread is None:
-            with self._lock:
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._run, name="afmts-key-usage", daemon=True)
-                    self._thread.start()
+        self._started()
 
-    def _run(self) -> None:
-        while True:
-            time.sleep(settings.AFMTS_KEY_USAGE_FLUSH_SECONDS)
-            if not self._pending:
-                continue
-            close_old_connections()
-            try:
-                self.flush()
-            except Exception as exc:  # noqa: BLE001 - kept and retried next round
-                log.warning("could not write API key usage (%s); retried next round", type(exc).__name__)
-                close_old_connections()
+    def _write(self, batch: dict[int, float]) -> None:
+        ApiKey.objects.bulk_update(
+            [ApiKey(pk=key_id, last_used_at=datetime.fromtimestamp(ts, tz=UTC)) for key_id, ts in batch.items()],
+            ["last_used_at"],
+        )
 
-    def flush(self) -> int:
-        with self._lock:
-            pending, self._pending = self._pending, {}
-        if not pending:
-            return 0
-        try:
-            ApiKey.objects.bulk_update(
-                [ApiKey(pk=key_id, last_used_at=datetime.fromtimestamp(ts, tz=UTC)) for key_id, ts in pending.items()],
-                ["last_used_at"],
-            )
-        except Exception:
-            with self._lock:
-                for key_id, ts in pending.items():  # a newer touch wins over the kept time
-                    self._pending[key_id] = max(ts, self._pending.get(key_id, 0.0))
-            raise
-        return len(pending)
-
-    def close(self) -> None:
-        """Write what is pending now (shutdown); a failure is logged, not raised."""
-        try:
-            self.flush()
-        except Exception as exc:  # noqa: BLE001
-            log.warning("could not write API key usage at shutdown (%s)", type(exc).__name__)
-
-    def _after_fork(self) -> None:
-        self.__init__()
+    def _keep(self, batch: dict[int, float]) -> None:
+        for key_id, ts in batch.items():  # a newer touch wins over the kept time
+            self._pending[key_id] = max(ts, self._pending.get(key_id, 0.0))
 
 
 usage = KeyUsage()
