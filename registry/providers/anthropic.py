@@ -7,7 +7,7 @@ import time
 from datetime import datetime
 from typing import Any
 
-from registry.providers.base import Adapter, chunk, data_url, dumps, text_of, usage
+from registry.providers.base import Adapter, StreamParser, data_url, dumps, text_of, usage
 from registry.providers.errors import (
     ContextTooLong,
     ProviderError,
@@ -209,31 +209,18 @@ class AnthropicAdapter(Adapter):
         return err
 
 
-class AnthropicStreamParser:
+class AnthropicStreamParser(StreamParser):
     """message_start → content_block_start/delta/stop … → message_delta → message_stop, as OpenAI chunks."""
 
+    ends_with = "message_stop"
+
     def __init__(self, adapter: AnthropicAdapter, request: dict):
-        self.adapter = adapter
-        self.sse = SSEDecoder()
-        self.id, self.model, self.created = "", str(request.get("model") or ""), int(time.time())
+        super().__init__(adapter, request, SSEDecoder())
         self.tools: dict[int, int] = {}  # content block index -> tool_calls index
         self.args_seen: set[int] = set()
         self.usage: dict[str, Any] = {}
-        self.done = False
 
-    def feed(self, data: bytes) -> list[dict]:
-        return self._events(self.sse.feed(data))
-
-    def close(self) -> list[dict]:
-        out = self._events(self.sse.close())
-        if not self.done:
-            raise UpstreamUnavailable("stream ended before message_stop", provider=self.adapter.kind)
-        return out
-
-    def _chunk(self, delta: dict | None = None, finish: str | None = None, use: dict | None = None) -> dict:
-        return chunk(self.id, self.model, self.created, delta, finish, use)
-
-    def _events(self, frames: list[tuple[str | None, str]]) -> list[dict]:
+    def _frames(self, frames: list[tuple[str | None, str]]) -> list[dict]:
         out: list[dict] = []
         for event, data in frames:
             obj = json.loads(data)  # the data line may end in a run of spaces: a JSON decoder copes

@@ -29,7 +29,7 @@ import json
 import time
 from typing import Any
 
-from registry.providers.base import Adapter, chunk, text_of, usage
+from registry.providers.base import Adapter, StreamParser, text_of, usage
 from registry.providers.errors import MalformedReply, UpstreamUnavailable
 from registry.providers.streams import SSEDecoder
 from registry.providers.types import ModelRecord
@@ -172,29 +172,16 @@ class CohereAdapter(Adapter):
         return CohereStreamParser(self, request)
 
 
-class CohereStreamParser:
+class CohereStreamParser(StreamParser):
     """message-start → content-delta / tool-call-* … → message-end, as OpenAI chunks."""
 
+    ends_with = "message-end"
+
     def __init__(self, adapter: CohereAdapter, request: dict):
-        self.adapter = adapter
-        self.sse = SSEDecoder()
-        self.id, self.model, self.created = "", str(request.get("model") or ""), int(time.time())
+        super().__init__(adapter, request, SSEDecoder())
         self.args_seen: set[int] = set()
-        self.done = False
 
-    def feed(self, data: bytes) -> list[dict]:
-        return self._events(self.sse.feed(data))
-
-    def close(self) -> list[dict]:
-        out = self._events(self.sse.close())
-        if not self.done:
-            raise UpstreamUnavailable("stream ended before message-end", provider=self.adapter.kind)
-        return out
-
-    def _chunk(self, delta: dict | None = None, finish: str | None = None, use: dict | None = None) -> dict:
-        return chunk(self.id, self.model, self.created, delta, finish, use)
-
-    def _events(self, frames: list[tuple[str | None, str]]) -> list[dict]:
+    def _frames(self, frames: list[tuple[str | None, str]]) -> list[dict]:
         out: list[dict] = []
         for event, data in frames:
             if data == "[DONE]":

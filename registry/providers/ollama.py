@@ -7,8 +7,8 @@ import json
 import time
 from typing import Any, ClassVar
 
-from registry.providers.base import Adapter, chunk, data_url, text_of, usage
-from registry.providers.errors import MalformedReply, NotFoundError, ProviderError, UpstreamUnavailable
+from registry.providers.base import Adapter, StreamParser, data_url, text_of, usage
+from registry.providers.errors import MalformedReply, NotFoundError, ProviderError
 from registry.providers.streams import NDJSONDecoder
 from registry.providers.types import Listing, ModelRecord
 
@@ -188,28 +188,18 @@ class OllamaAdapter(Adapter):
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
 
-class OllamaStreamParser:
+class OllamaStreamParser(StreamParser):
     """NDJSON lines -> chunks. An `{"error": …}` line mid-stream arrives with HTTP 200 and is raised."""
 
+    ends_with = "done:true"
+
     def __init__(self, adapter: OllamaAdapter, request: dict):
-        self.adapter = adapter
-        self.ndjson = NDJSONDecoder()
-        self.id, self.created = f"chatcmpl-ollama-{time.time_ns()}", int(time.time())
-        self.model = str(request.get("model") or "")
+        super().__init__(adapter, request, NDJSONDecoder())
+        self.id = f"chatcmpl-ollama-{time.time_ns()}"
         self.calls = 0
-        self.done = False
         self.started = False
 
-    def feed(self, data: bytes) -> list[dict]:
-        return self._lines(self.ndjson.feed(data))
-
-    def close(self) -> list[dict]:
-        out = self._lines(self.ndjson.close())
-        if not self.done:
-            raise UpstreamUnavailable("stream ended before done:true", provider=self.adapter.kind)
-        return out
-
-    def _lines(self, lines: list) -> list[dict]:
+    def _frames(self, lines: list) -> list[dict]:
         out = []
         for obj in lines:
             if "error" in obj:
@@ -229,10 +219,10 @@ class OllamaStreamParser:
                 delta["tool_calls"] = calls
                 self.calls += len(calls)
             if delta:
-                out.append(chunk(self.id, self.model, self.created, delta))
+                out.append(self._chunk(delta))
             if obj.get("done"):
                 self.done = True
                 finish = "tool_calls" if self.calls else ("length" if obj.get("done_reason") == "length" else "stop")
-                out.append(chunk(self.id, self.model, self.created, {}, finish))
-                out.append(chunk(self.id, self.model, self.created, None, None, _usage(obj)))
+                out.append(self._chunk({}, finish))
+                out.append(self._chunk(use=_usage(obj)))
         return out
