@@ -11,8 +11,11 @@ and a window past its reset time starts over. Time comes in as `now` (one clock,
 
 from __future__ import annotations
 
+import calendar
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -169,6 +172,34 @@ def quota_for(
     }
 
 
+# ------------------------------------------------------------------ windows of the live bookkeeping
+
+# Fixed windows count whole UTC minutes and days since the epoch; a month is a calendar month (UTC),
+# which resets on the first at 00:00 (Cohere's trial: 1,000 calls a month).
+FIXED_SECONDS = {"minute": 60, "day": 86400}
+
+
+def window_bucket(window: str, now: float) -> int:
+    """The period of `window` that `now` (epoch seconds) falls in."""
+    period = window.split("/", 1)[-1]
+    if period == "month":
+        t = time.gmtime(now)
+        return t.tm_year * 12 + t.tm_mon - 1
+    return int(now // FIXED_SECONDS[period])
+
+
+def window_bounds(window: str, bucket: int) -> tuple[float, float]:
+    """(start, end) of a period of `window`, epoch seconds; the end is its reset."""
+    period = window.split("/", 1)[-1]
+    if period == "month":
+        year, month = divmod(bucket, 12)
+        start = calendar.timegm((year, month + 1, 1, 0, 0, 0))
+        end = calendar.timegm((year + (month + 1) // 12, (month + 1) % 12 + 1, 1, 0, 0, 0))
+        return float(start), float(end)
+    seconds = FIXED_SECONDS[period]
+    return float(bucket * seconds), float((bucket + 1) * seconds)
+
+
 # ------------------------------------------------------------------ account pools
 
 # Extra windows of a free tier (free_tiers.json quota keys) -> their window names.
@@ -180,6 +211,25 @@ EXTRA_WINDOWS = {
 # (openrouter.ai/docs/api-reference/limits; `is_free_tier` of GET /api/v1/key says which).
 OPENROUTER_DAILY = {True: 50, False: 1000}
 KEY_META = "openrouterKey"
+# Pool windows the gateway's live state enforces beside the per-minute and per-day requests (routing.live).
+LIVE_POOL_WINDOWS = ("requests/month", "neurons/day")
+# (pool key, {window: limit}, now) -> {window: {"used", "remaining", "resetAt" (epoch seconds)}}: what
+# the gateway's live state counted. Set by the routing app when it is ready (registry imports nothing above it).
+_live_pool_usage: Callable[[str, dict[str, int], float], dict[str, dict[str, Any]]] | None = None
+
+
+def live_pool_usage_from(reader: Callable[[str, dict[str, int], float], dict[str, dict[str, Any]]] | None) -> None:
+    global _live_pool_usage
+    _live_pool_usage = reader
+
+
+def pool_limits(kind: str) -> dict[str, int]:
+    """The extra windows of a provider kind's account pool (free_tiers.json default), e.g.
+    {"requests/month": 1000} for Cohere, {"neurons/day": 10000} for Cloudflare."""
+    from registry.providers import tables
+
+    extra = tables.provider_free_info(kind).get("default") or {}
+    return {window: int(extra[name]) for name, window in EXTRA_WINDOWS.items() if extra.get(name) is not None}
 
 
 def _day_start(now: datetime) -> datetime:
@@ -239,7 +289,6 @@ def quota_pools(
     on it. `rows` are (provider id, model API row) of free models. A pool's `key` is the gateway's own
     name for the scope (routing.live.scope_of), so /api/routing/state and this agree."""
     from registry.models import Provider
-    from registry.providers import tables
 
     shared: dict[int, list[dict[str, Any]]] = {}
     for provider_id, row in rows:
@@ -252,11 +301,22 @@ def quota_pools(
     for provider_id, models in sorted(shared.items(), key=lambda item: providers[item[0]]["slug"]):
         provider = providers[provider_id]
         pool = quota_for(models[0], provider_id, states, now)
-        extra = (tables.provider_free_info(provider["kind"]).get("default") or {})
         rows_by_window = {s.window: s for s in states.get((provider_id, None), [])}
-        for name, window in EXTRA_WINDOWS.items():
-            if extra.get(name) is not None:
-                pool["windows"][window] = window_view(rows_by_window.get(window), int(extra[name]), window, now).as_dict()
+        extra = pool_limits(provider["kind"])
+        for window, limit in extra.items():
+            pool["windows"][window] = window_view(rows_by_window.get(window), limit, window, now).as_dict()
+        live = {w: limit for w, limit in extra.items() if w in LIVE_POOL_WINDOWS}
+        if live and _live_pool_usage is not None:
+            for window, seen in _live_pool_usage(f"a:{provider_id}", live, now.timestamp()).items():
+                reset = datetime.fromtimestamp(seen["resetAt"], tz=UTC) if seen.get("resetAt") else None
+                pool["windows"][window].update(
+                    used=seen["used"], remaining=seen["remaining"], source="live",
+                    resetAt=reset.isoformat().replace("+00:00", "Z") if reset else None,
+                )
+            fractions = [w["remaining"] / w["limit"] for w in pool["windows"].values()
+                         if w.get("limit") and w.get("remaining") is not None]
+            if fractions and not pool["blockedUntil"]:
+                pool["remainingFraction"] = max(0.0, min(fractions))
         out = {
             "provider": provider["slug"], "providerKind": provider["kind"], "key": f"a:{provider_id}",
             "models": len(models), **pool,

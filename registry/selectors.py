@@ -17,8 +17,9 @@ from decimal import Decimal
 from typing import Any
 
 from registry import version
-from registry.models import AIModel, ModelStatus
+from registry.models import AIModel, ModelStatus, QuotaScope
 from registry.providers import adapter_class
+from registry.quota import pool_limits
 from registry.scoring import POLICIES, score_parts, static_parts
 
 MODEL_COLUMNS = (
@@ -138,6 +139,13 @@ class ModelView:
     _api: dict[str, Any] | None = field(default=None, repr=False)
     provider_status: str = "unknown"  # the provider's listing health: unknown, up, down
     expires_at: float | None = None  # epoch seconds when the free offer ends (not routed from then on)
+    # The account pool's extra windows (registry.quota.pool_limits), for free account-wide models.
+    free_rpmonth: int | None = None  # requests a calendar month (Cohere's trial)
+    free_neurons_per_day: int | None = None  # Cloudflare's neurons a day
+    # Neurons one input and one output token cost, and the output a request without max_tokens may
+    # produce: what the gateway reserves before a call to a cost-weighted pool and settles after.
+    pool_cost: tuple[float, float] | None = None
+    default_max_tokens: int | None = None
 
     @property
     def api(self) -> dict[str, Any]:
@@ -157,6 +165,8 @@ def _view(row: dict[str, Any], now: float | None = None) -> ModelView:
         latency_ms=row["latency_ms"], reliability=row["reliability"],
     )
     degraded = row["status"] == ModelStatus.DEGRADED
+    pool = pool_limits(row["provider__kind"]) if row["is_free"] and row["quota_scope"] == QuotaScope.ACCOUNT else {}
+    adapter = adapter_class(row["provider__kind"]) if pool.get("neurons/day") else None
     base = {
         policy: score_parts(parts, weights, priority=row["priority"], degraded=degraded)[0]
         for policy, weights in POLICIES.items()
@@ -174,6 +184,9 @@ def _view(row: dict[str, Any], now: float | None = None) -> ModelView:
                   and (expires_at is None or expires_at > now)),
         provider_status=row["provider__status"], expires_at=expires_at,
         is_demo=row["provider__is_demo"],
+        free_rpmonth=pool.get("requests/month"), free_neurons_per_day=pool.get("neurons/day"),
+        pool_cost=adapter.pool_cost(row["metadata"]) if adapter else None,
+        default_max_tokens=adapter.default_max_tokens if adapter else None,
         search_text=" ".join((public_id, row["name"], row["description"])).lower(),
         parts=parts, base=base, row=row,
     )

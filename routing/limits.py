@@ -128,16 +128,34 @@ class _SyncRedis:
         self.retry_seconds = retry_seconds
         self.down_until = 0.0
 
-    def incr(self, name: str, ttl: int) -> int | None:
+    def count_key(self, name: str) -> int | None:
+        """One more request on a key's per-minute counter (routing.live.count_key); None when Redis
+        does not answer."""
+        from routing.live import count_key
+
+        def count(pipe) -> None:
+            count_key(pipe, name)
+
+        results = self._pipeline(count)
+        return None if results is None else int(results[0])
+
+    def get(self, names: list[str]) -> list | None:
+        """The values of `names`, or None when Redis does not answer."""
+        def read(pipe) -> None:
+            for name in names:
+                pipe.get(name)
+
+        return self._pipeline(read)
+
+    def _pipeline(self, fill) -> list | None:
         if time.monotonic() < self.down_until:
             return None
         from redis.exceptions import RedisError
 
         try:
             pipe = self.client.pipeline(transaction=False)
-            pipe.incr(name)
-            pipe.expire(name, ttl)
-            return int(pipe.execute()[0])
+            fill(pipe)
+            return pipe.execute()
         except (RedisError, OSError) as exc:
             log.warning("Redis unreachable for rate limits (%s); counting in this process", type(exc).__name__)
             self.down_until = time.monotonic() + self.retry_seconds
@@ -148,7 +166,7 @@ _clients: dict[str, _SyncRedis] = {}
 _clients_lock = threading.Lock()
 
 
-def _sync_client(url: str, timeout: float) -> _SyncRedis:
+def sync_client(url: str, timeout: float) -> _SyncRedis:
     client = _clients.get(url)
     if client is None:
         with _clients_lock:
@@ -158,20 +176,16 @@ def _sync_client(url: str, timeout: float) -> _SyncRedis:
 
 
 def admit_sync(live: LiveState, key: str, limit: int, now: float) -> float | None:
-    """`LiveState.admit_key` for sync code: the same Redis counter, else the same local one."""
-    minute = int(now // 60)
+    """`LiveState.admit_key` for sync code: the same Redis counter, else the same local one, and the
+    same verdict (`LiveState.key_counted`). A lost increment between a REST thread and the event
+    loop is the price of taking no lock the gateway would have to wait on."""
+    from routing.live import key_counter
+
     count = None
     if live.shared is not None:
-        count = _sync_client(live.shared.url, live.shared.timeout).incr(f"{live.prefix}ratelimit:{key}:{minute}", 61)
-    if count is None:
-        # The same dict and rule as admit_key; a lost increment between a REST thread and the event
-        # loop is the price of taking no lock the gateway would have to wait on.
-        window, seen = live._key_windows.get(key, (minute, 0))
-        count = (seen if window == minute else 0) + 1
-        live._key_windows[key] = (minute, count)
-    if count > limit:
-        return 60 - now % 60
-    return None
+        name = key_counter(live.prefix, key, int(now // 60))
+        count = sync_client(live.shared.url, live.shared.timeout).count_key(name)
+    return live.key_counted(key, limit, count, now, from_thread=True)
 
 
 # ---------------------------------------------------------------- failed authentication per IP

@@ -16,10 +16,15 @@ returns. Every structure is bounded: quota counters keep only the current window
 forgotten, and what waits to be pushed is capped.
 
 Quota per scope (a model, or a whole account when its free quota is account-wide) and window
-("requests/minute", "requests/day", "tokens/minute", "tokens/day"):
-- the limit is the provider's last report, else the configured free quota;
+("requests/minute", "requests/day", "requests/month", "tokens/minute", "tokens/day", "neurons/day"):
+- the limit is the provider's last report, else the configured free quota (the account pool's
+  extra windows, registry.quota.pool_limits: Cohere's 1,000 calls a month, Cloudflare's 10,000
+  neurons a day);
 - what remains is the provider's last report less what was sent since, or, without a report, the
-  limit less what was counted in the current window (UTC minute / UTC day);
+  limit less what was counted in the current window (UTC minute / UTC day / calendar month, UTC);
+- requests are reserved one by one; a cost-weighted pool (neurons) is reserved with the call's
+  estimated cost (prompt estimate and max_tokens at the model's neuron prices) and settled with the
+  reply's real usage (`settle`);
 - a 429's Retry-After blocks the scope until then (any model, free or paid: a cool-down, not a
   breaker failure); an exhausted window blocks it until its reset.
 The router's `quota` part is the remaining fraction, paced over the window: a daily quota spent
@@ -37,30 +42,37 @@ import time
 from collections import defaultdict
 from typing import Any
 
+from registry.quota import window_bounds, window_bucket
 from registry.selectors import ModelView
 from routing.breaker import OPEN, BreakerConfig, Breakers
 from routing.router import Live
 
 log = logging.getLogger(__name__)
 
-WINDOWS = {"requests/minute": 60, "requests/day": 86400, "tokens/minute": 60, "tokens/day": 86400}
-LIMIT_FIELDS = {"requests/minute": "free_rpm", "requests/day": "free_rpd", "tokens/minute": "free_tpm", "tokens/day": "free_tpd"}
-REQUEST_WINDOWS = ("requests/minute", "requests/day")
+WINDOWS = ("requests/minute", "requests/day", "requests/month", "tokens/minute", "tokens/day", "neurons/day")
+LIMIT_FIELDS = {"requests/minute": "free_rpm", "requests/day": "free_rpd", "requests/month": "free_rpmonth",
+                "tokens/minute": "free_tpm", "tokens/day": "free_tpd", "neurons/day": "free_neurons_per_day"}
+# Reserved before a call, atomically across processes: one request, or the call's estimated cost.
+RESERVED_WINDOWS = ("requests/minute", "requests/day", "requests/month", "neurons/day")
+COST_WINDOWS = frozenset({"neurons/day"})
+KEY_TTL = 61  # seconds a key's per-minute counter lives
 PREFIX = "afmts:"
 MAX_PENDING = 10_000  # pushes waiting for Redis; past this the oldest are dropped (and counted)
 ACTIVE_SECONDS = 120.0  # a scope is pulled from Redis while this process used it this recently
 
-# Reserve one request in every limited window of a scope, or none: KEYS are the windows' counters,
-# ARGV their limits then their TTLs. Returns {1, counts...} or {0, index of the full window, count}.
+# Reserve an amount (one request, or a call's estimated neurons) in every limited window of a scope,
+# or nothing: KEYS are the windows' counters, ARGV their limits, TTLs, then amounts. Returns
+# {1, counts...} or {0, index of the window it does not fit, count}; counts are strings (neurons are
+# fractional, and a Lua number returned to Redis loses its fraction).
 RESERVE = """
 local n = #KEYS
 for i = 1, n do
-  local used = tonumber(redis.call('GET', KEYS[i]) or '0')
-  if used >= tonumber(ARGV[i]) then return {0, i, used} end
+  local used = redis.call('GET', KEYS[i]) or '0'
+  if tonumber(used) + tonumber(ARGV[2 * n + i]) > tonumber(ARGV[i]) then return {0, i, used} end
 end
 local out = {1}
 for i = 1, n do
-  out[i + 1] = redis.call('INCR', KEYS[i])
+  out[i + 1] = redis.call('INCRBYFLOAT', KEYS[i], ARGV[2 * n + i])
   redis.call('EXPIRE', KEYS[i], ARGV[n + i])
 end
 return out
@@ -84,12 +96,43 @@ def scope_of(m: ModelView) -> str:
     return f"a:{m.provider_id}" if m.quota_scope == "account" else f"m:{m.pk}"
 
 
-def _bucket(window: str, now: float) -> int:
-    return int(now // WINDOWS[window])
+_bucket = window_bucket
+
+
+def _reset_at(window: str, bucket: int) -> float:
+    return window_bounds(window, bucket)[1]
+
+
+def _span(window: str, now: float) -> float:
+    start, end = window_bounds(window, window_bucket(window, now))
+    return end - start
+
+
+def _ttl(window: str, bucket: int) -> int:
+    start, end = window_bounds(window, bucket)
+    return int(end - start) + 60
 
 
 def _counter_key(prefix: str, scope: str, window: str, bucket: int) -> str:
     return f"{prefix}q:{scope}:{window}:{bucket}"
+
+
+def _number(value: Any) -> int | float:
+    """A counter read from Redis: requests are whole, neurons fractional."""
+    number = float(value)
+    return int(number) if number.is_integer() else number
+
+
+def key_counter(prefix: str, key: str, minute: int) -> str:
+    """The Redis counter of an API key's (or an address's) requests in one UTC minute."""
+    return f"{prefix}ratelimit:{key}:{minute}"
+
+
+def count_key(pipe, name: str, amount: int = 1) -> None:
+    """The one rule of a per-minute key counter, on a sync or an async pipeline: add, and keep it
+    a minute (the caller reads the count from the pipeline's first result)."""
+    pipe.incrby(name, amount)
+    pipe.expire(name, KEY_TTL)
 
 
 class Shared:
@@ -195,7 +238,7 @@ class LiveState(Live):
         for window in WINDOWS:
             remaining, limit, reset_at = self._remaining(m, state, window, now)
             if limit and remaining is not None and remaining <= 0:
-                return f"free quota used up ({window}) until {_hms(reset_at)}", reset_at
+                return _used_up(window, reset_at, now), reset_at
         return None
 
     def admit(self, m: ModelView, now: float) -> tuple[str, float] | None:
@@ -215,15 +258,15 @@ class LiveState(Live):
         if not m.is_free:
             return 1.0
         state = self.quotas.get(scope_of(m))
-        if not state and m.free_rpm is None and m.free_rpd is None and m.free_tpm is None and m.free_tpd is None:
+        if not state and all(getattr(m, name) is None for name in LIMIT_FIELDS.values()):
             return 1.0
         state = state or {}
         paced = []
-        for window, seconds in WINDOWS.items():
+        for window in WINDOWS:
             remaining, limit, reset_at = self._remaining(m, state, window, now)
             if not limit or remaining is None:
                 continue
-            left_of_window = max(0.05, (reset_at - now) / seconds) if reset_at else 1.0
+            left_of_window = max(0.05, (reset_at - now) / _span(window, now)) if reset_at else 1.0
             paced.append(min(1.0, (max(0, remaining) / limit) / left_of_window))
         return min(paced) if paced else 1.0
 
@@ -246,30 +289,73 @@ class LiveState(Live):
             state = self.quotas[scope] = {}
         return state
 
-    def _limits(self, m: ModelView, state: dict[str, Any], now: float) -> list[tuple[str, int, int]]:
-        """[(window, limit, bucket)] of the request windows with a configured limit."""
+    def _limits(self, m: ModelView, body: dict[str, Any] | None, now: float) -> list[tuple[str, int, int, float]]:
+        """[(window, limit, bucket, amount)] of the reserved windows with a configured limit: one
+        request, or the call's estimated cost."""
         out = []
-        for window in REQUEST_WINDOWS:
+        for window in RESERVED_WINDOWS:
             limit = getattr(m, LIMIT_FIELDS[window])
-            if limit:
-                out.append((window, int(limit), _bucket(window, now)))
+            if not limit:
+                continue
+            amount = self.estimate(m, body) if window in COST_WINDOWS else 1
+            if amount:
+                out.append((window, int(limit), _bucket(window, now), amount))
         return out
 
-    def _count_locally(self, scope: str, state: dict[str, Any], window: str, bucket: int, amount: int) -> int:
+    @staticmethod
+    def cost(m: ModelView, tokens_in: int, tokens_out: int) -> float:
+        """What a call costs in its account's cost-weighted pool (neurons)."""
+        if m.pool_cost is None:
+            return 0.0
+        per_in, per_out = m.pool_cost
+        return round(tokens_in * per_in + tokens_out * per_out, 4)
+
+    @classmethod
+    def estimate(cls, m: ModelView, body: dict[str, Any] | None) -> float:
+        """A call's cost before it is made: the prompt's estimated tokens and all the output it may
+        write (max_tokens, else the provider's documented default, else the model's maximum)."""
+        if m.pool_cost is None:
+            return 0.0
+        from routing.gateway.requests import estimate_tokens  # the router's estimate (no import cycle)
+
+        body = body or {}
+        messages = body.get("messages")
+        if isinstance(messages, list):
+            prompt = estimate_tokens(messages)
+        else:  # embeddings: `input` is a string or a list of them
+            text = body.get("input")
+            prompt = sum(len(t) for t in text if isinstance(t, str)) // 4 if isinstance(text, list) else len(str(text or "")) // 4
+        asked = body.get("max_completion_tokens") or body.get("max_tokens")
+        if messages is None:
+            output = 0
+        elif isinstance(asked, int) and asked > 0:
+            output = asked
+        else:
+            output = m.default_max_tokens or m.max_output_tokens or 0
+        return cls.cost(m, prompt, output)
+
+    def _count_locally(self, scope: str, state: dict[str, Any], window: str, bucket: int, amount: float) -> float:
         used = state.get(f"used:{window}")
         if used is None or used[0] != bucket:
             used = state[f"used:{window}"] = [bucket, 0]  # a new window replaces the old one
         used[1] += amount
         return used[1]
 
-    async def reserve(self, m: ModelView, now: float) -> tuple[str, float] | None:
-        """Count one request against the model's free quota before it is sent, atomically across
-        processes; returns (reason, until) instead when a window is full."""
+    async def reserve(self, m: ModelView, now: float, body: dict[str, Any] | None = None) -> tuple[str, float] | None:
+        """Count a request against the model's free quota before it is sent, atomically across
+        processes (in a cost-weighted pool, its estimated cost from `body`: `settle` corrects it
+        after the reply); returns (reason, until) instead when a window has no room for it."""
         if not m.is_free:
             return None
         scope = scope_of(m)
+        limits = self._limits(m, body, now)
+        state = self.quotas.get(scope)
+        if not limits and not (state and any(key.startswith("obs:") for key in state)):
+            # Nothing to enforce and no provider report to keep current: no counting, only follow
+            # the scope, so `sync` brings other processes' 429 cool-downs of it here.
+            self._scope_seen[scope] = now
+            return None
         state = self._scope(scope, now)
-        limits = self._limits(m, state, now)
         for window in WINDOWS:
             if window.startswith("requests"):
                 state[f"since:{window}"] = state.get(f"since:{window}", 0) + 1
@@ -278,34 +364,54 @@ class LiveState(Live):
         if not limits:
             return None
         if self.shared is not None:
-            keys = [_counter_key(self.prefix, scope, w, b) for w, _, b in limits]
-            args = [limit for _, limit, _ in limits] + [WINDOWS[w] + 60 for w, _, _ in limits]
+            keys = [_counter_key(self.prefix, scope, w, b) for w, _, b, _ in limits]
+            args = ([limit for _, limit, _, _ in limits] + [_ttl(w, b) for w, _, b, _ in limits]
+                    + [amount for _, _, _, amount in limits])
             try:
                 result = await self.shared.call(lambda c: self.shared.script(RESERVE)(keys=keys, args=args))
             except Unavailable:
                 pass
             else:
-                if result[0] == 0:
-                    window, _, bucket = limits[int(result[1]) - 1]
-                    self._set_used(state, window, bucket, int(result[2]))
-                    reset_at = (bucket + 1) * WINDOWS[window]
-                    return f"free quota used up ({window}) until {_hms(reset_at)}", reset_at
-                for (window, _, bucket), count in zip(limits, result[1:], strict=True):
-                    self._set_used(state, window, bucket, int(count))
+                if int(result[0]) == 0:
+                    window, _, bucket, _ = limits[int(result[1]) - 1]
+                    self._set_used(state, window, bucket, _number(result[2]))
+                    reset_at = _reset_at(window, bucket)
+                    return _used_up(window, reset_at, now), reset_at
+                for (window, _, bucket, _), count in zip(limits, result[1:], strict=True):
+                    self._set_used(state, window, bucket, _number(count))
                 return None
-        for window, limit, bucket in limits:
+        for window, limit, bucket, amount in limits:
             used = state.get(f"used:{window}")
-            if used is not None and used[0] == bucket and used[1] >= limit:
-                reset_at = (bucket + 1) * WINDOWS[window]
-                return f"free quota used up ({window}) until {_hms(reset_at)}", reset_at
-        for window, _, bucket in limits:
-            self._count_locally(scope, state, window, bucket, 1)
+            if used is not None and used[0] == bucket and used[1] + amount > limit:
+                reset_at = _reset_at(window, bucket)
+                return _used_up(window, reset_at, now), reset_at
+        for window, _, bucket, amount in limits:
+            self._count_locally(scope, state, window, bucket, amount)
             if self.shared is not None:
-                self._push_count(scope, window, bucket, 1)
+                self._push_count(scope, window, bucket, amount)
         return None
 
+    def settle(self, m: ModelView, body: dict[str, Any] | None, now: float, *,
+               tokens: tuple[int, int] | None) -> None:
+        """Replace a reserved call's estimated cost by its real one: `tokens` is the reply's usage
+        (input, output); None for a call that got no reply (it cost nothing). A reply without usage
+        keeps the estimate."""
+        if not m.is_free or not m.free_neurons_per_day or m.pool_cost is None or tokens == (0, 0):
+            return
+        real = self.cost(m, *tokens) if tokens is not None else 0.0
+        delta = real - self.estimate(m, body)
+        if not delta:
+            return
+        scope, window = scope_of(m), "neurons/day"
+        bucket = _bucket(window, now)
+        state = self._scope(scope, now)
+        if self._count_locally(scope, state, window, bucket, delta) < 0:
+            state[f"used:{window}"][1] = 0
+        if self.shared is not None:
+            self._push_count(scope, window, bucket, delta)
+
     @staticmethod
-    def _set_used(state: dict[str, Any], window: str, bucket: int, count: int) -> None:
+    def _set_used(state: dict[str, Any], window: str, bucket: int, count: float) -> None:
         used = state.get(f"used:{window}")
         if used is None or used[0] < bucket or (used[0] == bucket and used[1] < count):
             state[f"used:{window}"] = [bucket, count]
@@ -318,7 +424,7 @@ class LiveState(Live):
         scope = scope_of(m)
         state = self._scope(scope, now)
         for window in WINDOWS:
-            amount = requests if window.startswith("requests") else tokens
+            amount = requests if window.startswith("requests") else tokens if window.startswith("tokens") else 0
             if not amount:
                 continue
             bucket = _bucket(window, now)
@@ -335,7 +441,7 @@ class LiveState(Live):
         for window, seen in (getattr(info, "windows", None) or {}).items():
             if window not in WINDOWS or seen.remaining is None:
                 continue
-            reset = seen.reset if seen.reset is not None else WINDOWS[window]
+            reset = seen.reset if seen.reset is not None else _span(window, now)
             if retry_after and seen.remaining <= 0:
                 # A 429's Retry-After says when a request will pass again; an emptied window's reset
                 # is when it is full again (providers refill continuously): the first one decides.
@@ -411,15 +517,12 @@ class LiveState(Live):
         request path, at the price of overshooting by what other processes sent within one sync
         interval (under 1 % of a 600-a-minute limit)."""
         minute = int(now // 60)
-        window, seen = self._key_windows.get(key, (minute, 0))
-        seen = seen if window == minute else 0
         if self.shared is not None and limit < self.exact_key_limit:
-            name = f"{self.prefix}ratelimit:{key}:{minute}"
+            name = key_counter(self.prefix, key, minute)
 
             async def incr(client):
                 pipe = client.pipeline(transaction=False)
-                pipe.incr(name)
-                pipe.expire(name, 61)
+                count_key(pipe, name)
                 return (await pipe.execute())[0]
 
             try:
@@ -427,21 +530,31 @@ class LiveState(Live):
             except Unavailable:
                 count = None
             if count is not None:
-                self._key_windows[key] = (minute, count)
-                return 60 - now % 60 if count > limit else None
-        count = seen + 1
+                return self.key_counted(key, limit, count, now)
+        return self.key_counted(key, limit, None, now)
+
+    def key_counted(self, key: str, limit: int, shared_count: int | None, now: float, *,
+                    from_thread: bool = False) -> float | None:
+        """The verdict on a key's request, for the async and the sync side alike: `shared_count` is
+        the key's shared counter after this request was added to it (Redis); None counts it in this
+        process instead, from where the shared count last stood, and queues it for Redis — except
+        from a REST thread (`from_thread`): the queue is the event loop's, which `sync` iterates."""
+        minute = int(now // 60)
+        if shared_count is not None:
+            count = shared_count
+        else:
+            window, seen = self._key_windows.get(key, (minute, 0))
+            count = (seen if window == minute else 0) + 1
+            if self.shared is not None and not from_thread:
+                pending = (key, minute)
+                if len(self._pending_keys) < MAX_PENDING or pending in self._pending_keys:
+                    self._pending_keys[pending] += 1
+                else:
+                    self.dropped += 1
         self._key_windows[key] = (minute, count)
-        if self.shared is not None:
-            pending = (key, minute)
-            if len(self._pending_keys) < MAX_PENDING or pending in self._pending_keys:
-                self._pending_keys[pending] += 1
-            else:
-                self.dropped += 1
         if len(self._key_windows) > MAX_PENDING:
             self._key_windows = {k: v for k, v in self._key_windows.items() if v[0] == minute}
-        if count > limit:
-            return 60 - now % 60
-        return None
+        return 60 - now % 60 if count > limit else None
 
     # ------------------------------------------------------------ sharing through Redis
 
@@ -479,13 +592,15 @@ class LiveState(Live):
         async def exchange(client):
             pipe = client.pipeline(transaction=False)
             for (key, _), amount in keys.items():
-                pipe.incrby(f"{self.prefix}ratelimit:{key}:{minute}", amount)
-                pipe.expire(f"{self.prefix}ratelimit:{key}:{minute}", 61)
+                count_key(pipe, key_counter(self.prefix, key, minute), amount)
             for (scope, window, bucket), amount in counts.items():
                 if bucket == _bucket(window, now):  # a past window's count no longer matters
                     name = _counter_key(self.prefix, scope, window, bucket)
-                    pipe.incrby(name, amount)
-                    pipe.expire(name, WINDOWS[window] + 60)
+                    if window in COST_WINDOWS:
+                        pipe.incrbyfloat(name, amount)
+                    else:
+                        pipe.incrby(name, amount)
+                    pipe.expire(name, _ttl(window, bucket))
             for scope, values in fields.items():
                 encoded = {k: json.dumps(v) if k.startswith("obs:") else v for k, v in values.items()}
                 pipe.hset(f"{self.prefix}q:{scope}", mapping=encoded)
@@ -502,7 +617,7 @@ class LiveState(Live):
             pipe.zrangebyscore(index, now - 3600, "+inf", withscores=True)
             for scope in active:
                 pipe.hgetall(f"{self.prefix}q:{scope}")
-                for window in REQUEST_WINDOWS:
+                for window in RESERVED_WINDOWS:
                     pipe.get(_counter_key(self.prefix, scope, window, _bucket(window, now)))
             return await pipe.execute()
 
@@ -512,7 +627,7 @@ class LiveState(Live):
             return False
         for key, amount in counts.items():
             left = self._pending_counts.get(key, 0) - amount
-            if left > 0:
+            if abs(left) > 1e-9:  # a cost pool's settlement may be negative
                 self._pending_counts[key] = left
             else:
                 self._pending_counts.pop(key, None)
@@ -535,7 +650,7 @@ class LiveState(Live):
                 self._pending_keys.pop((key, minute), None)
                 left = 0
             self._key_windows[key] = (minute, int(results[2 * i]) + left)  # every process's count
-        per_scope = 1 + len(REQUEST_WINDOWS)
+        per_scope = 1 + len(RESERVED_WINDOWS)
         tail = results[len(results) - per_scope * len(active):] if active else []
         shared_open = results[len(results) - per_scope * len(active) - 1]
         self._adopt_breakers(shared_open, now)
@@ -570,11 +685,11 @@ class LiveState(Live):
                 state[key] = max(float(value), state.get(key) or 0)
             elif key.startswith("since:"):
                 state[key] = int(value) + self._pending_since.get((scope, key[len("since:"):]), 0)
-        for window, value in zip(REQUEST_WINDOWS, counters, strict=True):
+        for window, value in zip(RESERVED_WINDOWS, counters, strict=True):
             if value is None:
                 continue
             bucket = _bucket(window, now)
-            self._set_used(state, window, bucket, int(value) + self._pending_counts.get((scope, window, bucket), 0))
+            self._set_used(state, window, bucket, _number(value) + self._pending_counts.get((scope, window, bucket), 0))
 
     def prune(self, now: float) -> None:
         """Drop what no longer matters: idle breakers, past windows, long-unused scopes."""
@@ -606,8 +721,7 @@ class LiveState(Live):
         bucket = _bucket(window, now)
         used = state.get(f"used:{window}")
         count = used[1] if used is not None and used[0] == bucket else 0
-        reset_at = (bucket + 1) * WINDOWS[window]
-        return configured - count, configured, reset_at
+        return configured - count, configured, _reset_at(window, bucket)
 
     def quota_view(self, m: ModelView, now: float) -> dict[str, Any]:
         state = self.quotas.get(scope_of(m)) or {}
@@ -621,8 +735,42 @@ class LiveState(Live):
                 "score": round(self.quota(m, now), 4)}
 
 
+def pool_usage(scope: str, limits: dict[str, int], now: float) -> dict[str, dict[str, Any]]:
+    """What the gateway counted in an account pool's windows (registry.quota.quota_pools reads it for
+    /api/free-models): the shared counters when Redis answers, plus what this process has not pushed
+    yet; else this process's own count. Sync: a REST view's call, never the event loop's."""
+    from routing.gateway.runtime import runtime
+    from routing.limits import sync_client
+
+    live = runtime.live
+    windows = list(limits)
+    buckets = [_bucket(window, now) for window in windows]
+    shared = None
+    if live.shared is not None:
+        names = [_counter_key(live.prefix, scope, w, b) for w, b in zip(windows, buckets, strict=True)]
+        shared = sync_client(live.shared.url, live.shared.timeout).get(names)
+    state = live.quotas.get(scope) or {}
+    out = {}
+    for i, (window, bucket) in enumerate(zip(windows, buckets, strict=True)):
+        if shared is not None:
+            count = _number(shared[i] or 0) + live._pending_counts.get((scope, window, bucket), 0)
+        else:
+            used = state.get(f"used:{window}")
+            count = used[1] if used is not None and used[0] == bucket else 0
+        count = max(0, round(count, 2))
+        out[window] = {"used": count, "remaining": max(0, round(limits[window] - count, 2)),
+                       "resetAt": _reset_at(window, bucket)}
+    return out
+
+
 def _hms(t: float) -> str:
     return time.strftime("%H:%M:%SZ", time.gmtime(t))
+
+
+def _used_up(window: str, reset_at: float, now: float) -> str:
+    # A month's reset is days away: its date says more than its time of day.
+    when = _hms(reset_at) if reset_at - now <= 86400 else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(reset_at))
+    return f"free quota used up ({window}) until {when}"
 
 
 _live: LiveState | None = None

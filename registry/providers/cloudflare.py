@@ -22,7 +22,16 @@ day shared by the whole account (https://developers.cloudflare.com/workers-ai/pl
 README 2026-07-18: "Cloudflare: 10,000 neurons/day"), except a model whose `properties` carry
 `require_workers_paid` (it needs the Workers Paid plan). Listed prices (the `price` property, USD per
 million tokens) are what a paid account pays past the allocation: kept in metadata for free models, used
-as the price of paid ones."""
+as the price of paid ones.
+
+Neurons: the free pool is counted in neurons, and Workers AI bills every model at $0.011 per 1,000
+neurons (https://developers.cloudflare.com/workers-ai/platform/pricing/: "priced at $0.011 per 1,000
+Neurons"; its model table gives each price both ways, e.g. @cf/baai/bge-large-en-v1.5 "$0.204 per M input
+tokens" = "18582 neurons per M input tokens"). So the listing's USD per M tokens divided by $0.000011 is
+the model's neurons per M tokens (`pool_cost`). A chat request without max_tokens may write up to 256
+tokens (the models' documented default max_tokens, e.g.
+https://developers.cloudflare.com/workers-ai/models/llama-3.1-8b-instruct/), which is what the gateway
+reserves for it."""
 
 from __future__ import annotations
 
@@ -48,6 +57,7 @@ TASKS = {
     "Summarization": ("chat", ["summarization"]),
 }
 PAID = "require_workers_paid"
+USD_PER_NEURON = Decimal("0.011") / 1000
 _OPENAI_TAIL = re.compile(r"/ai(?:/v1)?/?$")
 
 
@@ -66,6 +76,7 @@ class CloudflareAdapter(Adapter):
     models_path = "/ai/models/search"
     embeddings_path = "/ai/v1/embeddings"
     per_page: int = 100
+    default_max_tokens = 256  # Workers AI's documented default (see the module's docstring)
 
     def __init__(self, base_url: str | None = None, *args: Any, **kwargs: Any):
         super().__init__(base_url, *args, **kwargs)
@@ -124,6 +135,15 @@ class CloudflareAdapter(Adapter):
                 rec.quota = {"rpm": None, "rpd": None, "tpm": None, "tpd": None, **(info.get("default") or {})}
                 rec.quota_scope = info.get("scope", "account")
         return rec
+
+    @classmethod
+    def pool_cost(cls, metadata: dict[str, Any] | None) -> tuple[float, float] | None:
+        props = (metadata or {}).get("properties")
+        inp, out = cls._prices(props.get("price") if isinstance(props, dict) else None)
+        if inp is None and out is None:
+            return None
+        per_token = USD_PER_NEURON * 1_000_000
+        return float((inp or 0) / per_token), float((out or 0) / per_token)
 
     @staticmethod
     def _prices(value: Any) -> tuple[Decimal | None, Decimal | None]:

@@ -164,6 +164,7 @@ def _succeeded(call: Call, m: ModelView, adapter, now: float, latency: float, us
         outcome.reports.append((m.pk, adapter.last_rate_limit, "headers"))
     _note_served(call, m, usage)
     live.count(m, tokens=outcome.tokens_in + outcome.tokens_out, now=now)
+    live.settle(m, call.body, now, tokens=(outcome.tokens_in, outcome.tokens_out))
 
 
 def _note_served(call: Call, m: ModelView, usage: dict | None) -> None:
@@ -242,7 +243,7 @@ async def attempt(call: Call, plan: Plan, view: View, *, method: str, stream: bo
             deadline_hit = True
             break
         now = time.time()
-        held = live.admit(m, now) or await live.reserve(m, now)
+        held = live.admit(m, now) or await live.reserve(m, now, call.body)
         if held:
             errors.append((QuotaUsed(*held), f"{m.public_id}: {held[0]}", held[1]))
             continue
@@ -285,6 +286,8 @@ async def attempt(call: Call, plan: Plan, view: View, *, method: str, stream: bo
                     await close_stream(upstream)
         latency = time.perf_counter() - t0
         call.upstream_seconds += latency
+        if not isinstance(error, (TimeoutError, Timeout)):  # a timed-out call may still be spending
+            live.settle(m, call.body, time.time(), tokens=None)
         if not _failed(call, m, error, time.time(), latency):
             raise _client_error(error, m) from error
         if isinstance(error, ContextTooLong):
