@@ -4,10 +4,14 @@ write through the services (so events and the registry version behave as in prod
 from __future__ import annotations
 
 import os
+import socket
+import threading
+import time
 from decimal import Decimal
 from typing import Any
 
 import pytest
+import uvicorn
 from django.conf import settings
 from rest_framework.test import APIClient
 
@@ -54,6 +58,34 @@ def _close_stray_connections(django_db_setup, django_db_blocker):
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def asgi_address() -> tuple[str, int]:
+    """The project's real ASGI app served over real HTTP (uvicorn in a thread) for the session."""
+    from afmts.asgi import application
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, name="asgi-under-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    yield ("127.0.0.1", port)
+    server.should_exit = True
+    thread.join(5)
+
+
+@pytest.fixture(scope="session")
+def asgi_url(asgi_address) -> str:
+    return "http://{}:{}".format(*asgi_address)
 
 
 @pytest.fixture(autouse=True)

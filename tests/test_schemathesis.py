@@ -18,15 +18,11 @@ may revoke the very key the run is using; its 204/404 are covered in tests/regis
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from collections import Counter
 from typing import Any
 
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from schemathesis.specs.openapi.checks import (
@@ -83,24 +79,6 @@ schema = schemathesis.openapi.from_dict(openapi()).exclude(method="DELETE", path
 schema.config.generation.update(allow_x00=False)
 
 
-@pytest.fixture(scope="module")
-def server_url():
-    from afmts.asgi import application
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(5)
-
-
 @pytest.fixture
 def keys(transactional_db, settings, fake) -> dict[str, Any]:
     """An admin and a user key, no limits, and two models at the fake provider server."""
@@ -148,7 +126,7 @@ def _offline(case) -> None:
 @schema.parametrize()
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None, phases=[Phase.generate],
           suppress_health_check=list(HealthCheck))
-def test_the_api_answers_as_its_schema_says(case, server_url, keys):
+def test_the_api_answers_as_its_schema_says(case, asgi_url, keys):
     keys["calls"] += 1
     if keys["calls"] > FEW.get(case.operation.path, EXAMPLES):
         return
@@ -156,7 +134,7 @@ def test_the_api_answers_as_its_schema_says(case, server_url, keys):
         _route(case)
     _offline(case)
     secret = keys["user"] if keys["calls"] % USER_EVERY == 0 else keys["admin"]
-    response = case.call(base_url=server_url, headers={"Authorization": f"Bearer {secret}"}, timeout=10)
+    response = case.call(base_url=asgi_url, headers={"Authorization": f"Bearer {secret}"}, timeout=10)
     statuses[(case.operation.label, response.status_code)] += 1
     case.validate_response(response, checks=CHECKS, headers={"Authorization": f"Bearer {secret}"})
 
@@ -173,7 +151,7 @@ def test_the_gateway_was_checked_on_its_answers_too():
 LINKED = schema.include(path_regex=r"^/api/(providers/|providers/\{id\}|models/register|models/\{id\}.*|agents/.*|aliases.*)$")
 
 
-def test_created_objects_answer_along_the_schemas_links(server_url, keys):
+def test_created_objects_answer_along_the_schemas_links(asgi_url, keys):
     """POST creates, the links lead to GET/PUT/PATCH/heartbeat/DELETE of what was created: each step
     answers as the schema says, a created object can be read, and a deleted one is gone."""
     secret = keys["admin"]
@@ -197,7 +175,7 @@ def test_created_objects_answer_along_the_schemas_links(server_url, keys):
             steps[(case.operation.label, response.status_code)] += 1
 
         def get_call_kwargs(self, case):
-            return {"base_url": server_url, "headers": {"Authorization": f"Bearer {secret}"}, "timeout": 10}
+            return {"base_url": asgi_url, "headers": {"Authorization": f"Bearer {secret}"}, "timeout": 10}
 
         def validate_response(self, response, case, additional_checks=None, **kwargs):
             case.validate_response(response, checks=[*CHECKS, ensure_resource_availability, use_after_free],

@@ -4,40 +4,25 @@ reads the registry from its own threads."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
+import openai
 import pytest
-import uvicorn
 from asgiref.sync import sync_to_async
 
 from registry import services
 from registry.fakes import KEY
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+FREE = {"model_id": "llama-3.1-8b-instant", "is_free": True, "free_rpm": 30, "latency_ms": 100, "reliability": 0.99}
+PAID = {"model_id": "gpt-4o-mini", "input_price": "0.15", "output_price": "0.6", "latency_ms": 400, "reliability": 0.99}
+HI = [{"role": "user", "content": "hi"}]
 
 
 @pytest.fixture(scope="session")
-def gateway_url() -> str:
-    from afmts.asgi import application
-
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, name="gateway", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(5)
+def gateway_url(asgi_url) -> str:
+    return asgi_url
 
 
 @pytest.fixture
@@ -74,6 +59,31 @@ def provider(fake, transactional_db) -> Callable[..., Any]:
 @pytest.fixture
 def user_secret(transactional_db) -> str:
     return services.apikey_create(name="gateway user", scope="user")[1]
+
+
+@pytest.fixture
+def two_providers(provider) -> None:
+    """A free model at groq (FREE) and a paid one at openai (PAID): `auto` tries groq first."""
+    provider("groq", models=[FREE])
+    provider("openai", models=[PAID])
+
+
+@pytest.fixture
+def openai_client(gateway, user_secret) -> openai.OpenAI:
+    """The OpenAI SDK at the gateway with the user key, no retries (not pytest-django's `client`)."""
+    return openai.OpenAI(base_url=f"{gateway}/v1", api_key=user_secret, max_retries=0)
+
+
+def served(raw) -> tuple[str, str]:
+    """(model, attempts) of a raw SDK response, from the gateway's headers."""
+    return raw.headers["x-afmts-model"], raw.headers["x-afmts-attempts"]
+
+
+def stream_lines(gateway: str, secret: str, timeout: float = 20, **body: Any) -> list[str]:
+    """The `data: ` lines of a streamed chat completion, read to the end."""
+    with httpx.stream("POST", f"{gateway}/v1/chat/completions", timeout=timeout,
+                      headers={"authorization": f"Bearer {secret}"}, json={**body, "stream": True}) as response:
+        return [line for line in response.iter_lines() if line.startswith("data: ")]
 
 
 def flush() -> int:

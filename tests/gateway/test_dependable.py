@@ -14,26 +14,7 @@ import pytest
 from analytics.models import UsageRecord
 from registry import services
 from routing.gateway import runtime as runtime_module
-from tests.gateway.conftest import flush
-
-FREE = {"model_id": "llama-3.1-8b-instant", "is_free": True, "free_rpm": 30, "latency_ms": 100, "reliability": 0.99}
-PAID = {"model_id": "gpt-4o-mini", "input_price": "0.15", "output_price": "0.6", "latency_ms": 400, "reliability": 0.99}
-HI = [{"role": "user", "content": "hi"}]
-
-
-@pytest.fixture
-def two_providers(provider):
-    provider("groq", models=[FREE])
-    provider("openai", models=[PAID])
-
-
-@pytest.fixture
-def client(gateway, user_secret) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{gateway}/v1", api_key=user_secret, max_retries=0)
-
-
-def served(raw) -> tuple[str, str]:
-    return raw.headers["x-afmts-model"], raw.headers["x-afmts-attempts"]
+from tests.gateway.conftest import FREE, HI, PAID, flush, served, stream_lines
 
 
 def breaker(model_public_id: str) -> dict | None:
@@ -45,12 +26,12 @@ def breaker(model_public_id: str) -> dict | None:
     return None if s is None else s.as_dict(time.time())
 
 
-def test_a_stream_without_a_first_chunk_in_time_fails_over(client, two_providers, fake, settings):
+def test_a_stream_without_a_first_chunk_in_time_fails_over(openai_client, two_providers, fake, settings):
     settings.AFMTS_GATEWAY_FIRST_BYTE_SECONDS = 0.5
     fake.state.push("groq", "slow_first_byte", seconds=5)
     started = time.monotonic()
 
-    raw = client.chat.completions.with_raw_response.create(model="auto", messages=HI, stream=True)
+    raw = openai_client.chat.completions.with_raw_response.create(model="auto", messages=HI, stream=True)
     chunks = list(raw.parse())
 
     assert served(raw) == ("openai/gpt-4o-mini", "2")
@@ -62,10 +43,7 @@ def test_a_producing_stream_outlives_the_failover_deadline(gateway, user_secret,
     provider("groq", models=[FREE])
     fake.state.push("groq", "ok", delay=0.3)
 
-    with httpx.stream("POST", f"{gateway}/v1/chat/completions", timeout=20,
-                      headers={"authorization": f"Bearer {user_secret}"},
-                      json={"model": "free", "messages": HI, "stream": True}) as response:
-        lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+    lines = stream_lines(gateway, user_secret, model="free", messages=HI)
 
     assert lines[-1] == "data: [DONE]" and not any('"error"' in line for line in lines)
     assert len(lines) > 5  # more than a second of chunks
@@ -79,57 +57,54 @@ def test_a_stream_that_goes_silent_ends_with_an_error_and_counts(gateway, user_s
     provider("groq", models=[FREE])
     fake.state.push("groq", "ok", delay=4.0)
 
-    with httpx.stream("POST", f"{gateway}/v1/chat/completions", timeout=20,
-                      headers={"authorization": f"Bearer {user_secret}"},
-                      json={"model": "free", "messages": HI, "stream": True}) as response:
-        lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+    lines = stream_lines(gateway, user_secret, model="free", messages=HI)
 
     assert "stream_interrupted" in lines[-1]
     assert breaker("groq/llama-3.1-8b-instant")["recentFailures"] == 1
 
 
-def test_context_too_long_on_a_stream_moves_to_a_larger_window(client, provider, fake):
+def test_context_too_long_on_a_stream_moves_to_a_larger_window(openai_client, provider, fake):
     provider("groq", models=[{**FREE, "context_window": 8192}])
     provider("openai", models=[{**PAID, "context_window": 128000}])
     fake.state.push("groq", "context_too_long")
 
-    raw = client.chat.completions.with_raw_response.create(model="auto", messages=HI, stream=True)
+    raw = openai_client.chat.completions.with_raw_response.create(model="auto", messages=HI, stream=True)
     chunks = list(raw.parse())
 
     assert served(raw) == ("openai/gpt-4o-mini", "2") and chunks
 
 
-def test_a_client_bad_request_never_counts_against_the_model(client, provider, fake):
+def test_a_client_bad_request_never_counts_against_the_model(openai_client, provider, fake):
     provider("groq", models=[FREE])
     for _ in range(8):
         fake.state.push("groq", "server_error", status=400)
         with pytest.raises(openai.BadRequestError):
-            client.chat.completions.create(model="groq/llama-3.1-8b-instant", messages=HI)
+            openai_client.chat.completions.create(model="groq/llama-3.1-8b-instant", messages=HI)
 
     assert breaker("groq/llama-3.1-8b-instant") is None
-    client.chat.completions.create(model="groq/llama-3.1-8b-instant", messages=HI)
+    openai_client.chat.completions.create(model="groq/llama-3.1-8b-instant", messages=HI)
 
 
-def test_a_503_with_nothing_that_waiting_fixes_has_no_retry_after(client, provider):
+def test_a_503_with_nothing_that_waiting_fixes_has_no_retry_after(openai_client, provider):
     from registry.models import AIModel
 
     provider("groq", models=[FREE])
     services.model_update(model=AIModel.objects.get(model_id=FREE["model_id"]), fields={"disabled": True})
 
     with pytest.raises(openai.APIStatusError) as err:
-        client.chat.completions.create(model="groq/llama-3.1-8b-instant", messages=HI)
+        openai_client.chat.completions.create(model="groq/llama-3.1-8b-instant", messages=HI)
 
     assert err.value.status_code == 503
     assert "retry-after" not in err.value.response.headers
     assert "disabled" in err.value.message
 
 
-def test_a_503_while_the_quota_resets_says_when(client, provider):
+def test_a_503_while_the_quota_resets_says_when(openai_client, provider):
     provider("groq", models=[{**FREE, "free_rpm": 1}])
-    client.chat.completions.create(model="free", messages=HI)
+    openai_client.chat.completions.create(model="free", messages=HI)
 
     with pytest.raises(openai.APIStatusError) as err:
-        client.chat.completions.create(model="free", messages=HI)
+        openai_client.chat.completions.create(model="free", messages=HI)
 
     assert err.value.status_code == 503
     assert "free quota used up (requests/minute)" in err.value.message
@@ -176,10 +151,7 @@ def test_a_bug_on_the_anthropic_endpoint_answers_in_anthropics_envelope(gateway,
 def test_a_stream_cut_mid_way_goes_on_from_the_next_candidate(gateway, user_secret, two_providers, fake):
     fake.state.push("groq", "cut")
 
-    with httpx.stream("POST", f"{gateway}/v1/chat/completions", timeout=20,
-                      headers={"authorization": f"Bearer {user_secret}"},
-                      json={"model": "auto", "messages": HI, "stream": True}) as response:
-        lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+    lines = stream_lines(gateway, user_secret, model="auto", messages=HI)
 
     assert lines[-1] == "data: [DONE]" and not any('"error"' in line for line in lines)
     models = {__import__("json").loads(line[6:])["model"] for line in lines[:-1]}
@@ -200,10 +172,7 @@ def test_a_cut_tool_call_stream_is_not_continued(gateway, user_secret, provider,
     fake.state.push("groq", "cut")
     tools = [{"type": "function", "function": {"name": "multiply", "parameters": {"type": "object", "properties": {}}}}]
 
-    with httpx.stream("POST", f"{gateway}/v1/chat/completions", timeout=20,
-                      headers={"authorization": f"Bearer {user_secret}"},
-                      json={"model": "auto", "messages": HI, "stream": True, "tools": tools}) as response:
-        lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+    lines = stream_lines(gateway, user_secret, model="auto", messages=HI, tools=tools)
 
     assert any("tool_calls" in line for line in lines)  # half a tool call reached the client ...
     assert "stream_interrupted" in lines[-1]  # ... so the stream ends honestly

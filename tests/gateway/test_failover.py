@@ -10,117 +10,98 @@ import openai
 import pytest
 
 from registry.models import Event
-from tests.gateway.conftest import flush
-
-FREE = {"model_id": "llama-3.1-8b-instant", "is_free": True, "free_rpm": 30, "latency_ms": 100, "reliability": 0.99}
-PAID = {"model_id": "gpt-4o-mini", "input_price": "0.15", "output_price": "0.6", "latency_ms": 400, "reliability": 0.99}
-HI = [{"role": "user", "content": "hi"}]
-
-
-@pytest.fixture
-def two_providers(provider):
-    provider("groq", models=[FREE])
-    provider("openai", models=[PAID])
-
-
-@pytest.fixture
-def client(gateway, user_secret) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{gateway}/v1", api_key=user_secret, max_retries=0)
-
-
-def served(raw) -> tuple[str, str]:
-    return raw.headers["x-afmts-model"], raw.headers["x-afmts-attempts"]
+from tests.gateway.conftest import FREE, HI, PAID, flush, served
 
 
 @pytest.mark.parametrize("scenario", ["server_error", "unavailable", "malformed", "cut", "auth"])
-def test_a_failing_free_model_fails_over_to_the_next(client, two_providers, fake, scenario):
+def test_a_failing_free_model_fails_over_to_the_next(openai_client, two_providers, fake, scenario):
     fake.state.push("groq", scenario)
 
-    raw = client.chat.completions.with_raw_response.create(model="auto", messages=HI)
+    raw = openai_client.chat.completions.with_raw_response.create(model="auto", messages=HI)
 
     assert served(raw) == ("openai/gpt-4o-mini", "2")
     assert raw.parse().choices[0].message.content
 
 
-def test_a_hanging_upstream_is_abandoned_after_the_attempt_timeout(client, two_providers, fake):
+def test_a_hanging_upstream_is_abandoned_after_the_attempt_timeout(openai_client, two_providers, fake):
     fake.state.push("groq", "hang", seconds=30)
     started = time.monotonic()
 
-    raw = client.chat.completions.with_raw_response.create(model="auto", messages=HI)
+    raw = openai_client.chat.completions.with_raw_response.create(model="auto", messages=HI)
 
     assert served(raw) == ("openai/gpt-4o-mini", "2")
     assert time.monotonic() - started < 5
 
 
-def test_429_blocks_the_model_until_retry_after_and_free_says_why(client, two_providers, fake):
+def test_429_blocks_the_model_until_retry_after_and_free_says_why(openai_client, two_providers, fake):
     fake.state.push("groq", "rate_limit", retry_after=7)
-    assert served(client.chat.completions.with_raw_response.create(model="auto", messages=HI)) == ("openai/gpt-4o-mini", "2")
+    assert served(openai_client.chat.completions.with_raw_response.create(model="auto", messages=HI)) == ("openai/gpt-4o-mini", "2")
 
     # The next request does not try it again: it is blocked until its Retry-After.
-    assert served(client.chat.completions.with_raw_response.create(model="auto", messages=HI)) == ("openai/gpt-4o-mini", "1")
+    assert served(openai_client.chat.completions.with_raw_response.create(model="auto", messages=HI)) == ("openai/gpt-4o-mini", "1")
     with pytest.raises(openai.APIStatusError) as err:
-        client.chat.completions.create(model="free", messages=HI)
+        openai_client.chat.completions.create(model="free", messages=HI)
     assert err.value.status_code == 503
     assert "groq/llama-3.1-8b-instant: rate-limited by the provider (429)" in err.value.message
     assert 1 <= int(err.value.response.headers["retry-after"]) <= 8
 
 
-def test_when_every_candidate_is_rate_limited_the_client_gets_429(client, provider, fake):
+def test_when_every_candidate_is_rate_limited_the_client_gets_429(openai_client, provider, fake):
     provider("groq", models=[FREE])
     fake.state.push("groq", "rate_limit", retry_after=5)
 
     with pytest.raises(openai.RateLimitError) as err:
-        client.chat.completions.create(model="groq/llama-3.1-8b-instant", messages=HI)
+        openai_client.chat.completions.create(model="groq/llama-3.1-8b-instant", messages=HI)
 
     assert int(err.value.response.headers["retry-after"]) == 5
 
 
-def test_when_every_candidate_fails_the_error_names_each(client, two_providers, fake):
+def test_when_every_candidate_fails_the_error_names_each(openai_client, two_providers, fake):
     fake.state.push("groq", "server_error")
     fake.state.push("openai", "server_error")
 
     with pytest.raises(openai.APIStatusError) as err:
-        client.chat.completions.create(model="auto", messages=HI)
+        openai_client.chat.completions.create(model="auto", messages=HI)
 
     assert err.value.status_code == 502
     assert "groq/llama-3.1-8b-instant" in err.value.message and "openai/gpt-4o-mini" in err.value.message
 
 
-def test_a_bad_request_is_returned_at_once_with_the_upstreams_message(client, two_providers, fake):
+def test_a_bad_request_is_returned_at_once_with_the_upstreams_message(openai_client, two_providers, fake):
     fake.state.push("groq", "context_too_long")
 
     with pytest.raises(openai.BadRequestError) as err:
-        client.chat.completions.create(model="groq/llama-3.1-8b-instant", messages=HI)
+        openai_client.chat.completions.create(model="groq/llama-3.1-8b-instant", messages=HI)
 
     assert err.value.body["code"] == "context_length_exceeded"
     assert len(fake.state.requests("openai")) == 0
 
 
-def test_a_context_too_long_moves_only_to_a_larger_window(client, provider, fake):
+def test_a_context_too_long_moves_only_to_a_larger_window(openai_client, provider, fake):
     provider("groq", models=[{**FREE, "context_window": 8192}])
     provider("openai", models=[{**PAID, "context_window": 128000}])
     fake.state.push("groq", "context_too_long")
 
-    raw = client.chat.completions.with_raw_response.create(model="auto", messages=HI)
+    raw = openai_client.chat.completions.with_raw_response.create(model="auto", messages=HI)
 
     assert served(raw) == ("openai/gpt-4o-mini", "2")
 
 
-def test_the_prompt_size_rules_out_small_windows_before_sending(client, provider):
+def test_the_prompt_size_rules_out_small_windows_before_sending(openai_client, provider):
     provider("groq", models=[{**FREE, "context_window": 1000}])
     provider("openai", models=[{**PAID, "context_window": 128000}])
 
-    raw = client.chat.completions.with_raw_response.create(model="auto", messages=[{"role": "user", "content": "word " * 2000}])
+    raw = openai_client.chat.completions.with_raw_response.create(model="auto", messages=[{"role": "user", "content": "word " * 2000}])
 
     assert served(raw) == ("openai/gpt-4o-mini", "1")
 
 
-def test_repeated_failures_open_the_circuit_and_it_shows(client, two_providers, fake, gateway, admin_key):
+def test_repeated_failures_open_the_circuit_and_it_shows(openai_client, two_providers, fake, gateway, admin_key):
     for _ in range(5):  # five in a row at low traffic
         fake.state.push("groq", "server_error")
-        client.chat.completions.create(model="auto", messages=HI)
+        openai_client.chat.completions.create(model="auto", messages=HI)
 
-    raw = client.chat.completions.with_raw_response.create(model="auto", messages=HI)
+    raw = openai_client.chat.completions.with_raw_response.create(model="auto", messages=HI)
     assert served(raw) == ("openai/gpt-4o-mini", "1")  # the open circuit keeps groq out
     state = httpx.get(f"{gateway}/api/routing/state", headers={"authorization": f"Bearer {admin_key}"}).json()
     assert state["breakers"]["groq/llama-3.1-8b-instant"]["state"] == "open"
@@ -128,10 +109,10 @@ def test_repeated_failures_open_the_circuit_and_it_shows(client, two_providers, 
     assert Event.objects.filter(event="circuit_opened").exists()
 
 
-def test_a_stream_fails_over_before_its_first_chunk(client, two_providers, fake):
+def test_a_stream_fails_over_before_its_first_chunk(openai_client, two_providers, fake):
     fake.state.push("groq", "server_error")
 
-    raw = client.chat.completions.with_raw_response.create(model="auto", messages=HI, stream=True)
+    raw = openai_client.chat.completions.with_raw_response.create(model="auto", messages=HI, stream=True)
     chunks = list(raw.parse())
 
     assert served(raw) == ("openai/gpt-4o-mini", "2")
@@ -151,11 +132,11 @@ def test_a_stream_cut_after_its_first_chunk_ends_with_an_error_event(gateway, us
     assert len(lines) >= 2  # content came before the cut
 
 
-def test_free_policy_with_nothing_free_is_a_clear_503(client, provider):
+def test_free_policy_with_nothing_free_is_a_clear_503(openai_client, provider):
     provider("openai", models=[PAID])
 
     with pytest.raises(openai.APIStatusError) as err:
-        client.chat.completions.create(model="free", messages=HI)
+        openai_client.chat.completions.create(model="free", messages=HI)
 
     assert err.value.status_code == 503 and "No free model can serve" in err.value.message
     assert "openai/gpt-4o-mini: not free" in err.value.message

@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-import time
 
 import pytest
-import uvicorn
 
 from registry.models import AIModel, Provider
 
@@ -179,24 +176,6 @@ def test_an_events_limit_out_of_range_is_a_400(user_api):
 # ------------------------------------------------------------------ the body cap over real HTTP
 
 
-@pytest.fixture(scope="module")
-def server_url():
-    from afmts.asgi import application
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    yield ("127.0.0.1", port)
-    server.should_exit = True
-    thread.join(5)
-
-
 def chunked_post(address: tuple[str, int], path: str, chunks, headers: str = "") -> tuple[int, bytes, int]:
     """POST `chunks` with Transfer-Encoding: chunked; (status, body, bytes the server let us send)."""
     sent = 0
@@ -223,29 +202,29 @@ def chunked_post(address: tuple[str, int], path: str, chunks, headers: str = "")
     return int(head.split(b" ")[1]), body, sent
 
 
-def test_a_chunked_body_over_the_cap_is_a_413_before_it_is_all_read(server_url, transactional_db):
+def test_a_chunked_body_over_the_cap_is_a_413_before_it_is_all_read(asgi_address, transactional_db):
     chunk = b" " * 65536
-    status, body, sent = chunked_post(server_url, "/api/models/register", (chunk for _ in range(800)))  # 50 MB
+    status, body, sent = chunked_post(asgi_address, "/api/models/register", (chunk for _ in range(800)))  # 50 MB
 
     assert status == 413
     assert b"request_too_large" in body
     assert sent < 20 * 1024 * 1024
 
 
-def test_a_chunked_body_under_the_cap_is_read(server_url, transactional_db):
+def test_a_chunked_body_under_the_cap_is_read(asgi_address, transactional_db):
     from registry import services
 
     key = services.apikey_create(name="u", scope="user")[1]
     payload = json.dumps({"capability": "code", "limit": 3}).encode()
 
-    status, body, _ = chunked_post(server_url, "/api/models/find", [payload[:10], payload[10:]],
+    status, body, _ = chunked_post(asgi_address, "/api/models/find", [payload[:10], payload[10:]],
                                    headers=f"Authorization: Bearer {key}\r\n")
 
     assert status == 200, body
 
 
-def test_a_content_length_over_the_cap_is_a_413_without_reading(server_url, transactional_db):
-    with socket.create_connection(server_url, timeout=10) as sock:
+def test_a_content_length_over_the_cap_is_a_413_without_reading(asgi_address, transactional_db):
+    with socket.create_connection(asgi_address, timeout=10) as sock:
         sock.sendall(b"POST /api/models/register HTTP/1.1\r\nHost: localhost\r\nContent-Length: 52428800\r\n\r\n")
         reply = sock.recv(65536)
 
