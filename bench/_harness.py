@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -393,6 +394,25 @@ def percentile(values: list[float], q: float) -> float:
 OVERHEAD_HEADERS = ("x-afmts-overhead-ms", "x-litellm-overhead-duration-ms")
 
 
+def one_connection_runs(n: int, warmup: int, time_limit: float, max_errors: int,
+                        run: Callable[[httpx.Client, bool], str | None]) -> dict[str, int]:
+    """`run(client, measured)` warmup + n times in sequence on one keep-alive connection, within
+    time_limit seconds; `run` measures when asked and returns what went wrong, or None. Stops past
+    max_errors errors. Returns the errors by kind."""
+    errors: dict[str, int] = {}
+    deadline = time.monotonic() + time_limit
+    with httpx.Client(timeout=10.0, limits=httpx.Limits(max_connections=1, max_keepalive_connections=1)) as client:
+        for i in range(warmup + n):
+            if time.monotonic() > deadline:
+                break
+            error = run(client, i >= warmup)
+            if error is not None:
+                errors[error] = errors.get(error, 0) + 1
+                if sum(errors.values()) > max_errors:
+                    break
+    return errors
+
+
 def sequential_latency(url: str, headers: dict[str, str], body: dict, n: int, warmup: int,
                        time_limit: float) -> dict[str, Any]:
     """Concurrency 1: n sequential POSTs on one keep-alive connection after warmup; ms."""
@@ -400,34 +420,27 @@ def sequential_latency(url: str, headers: dict[str, str], body: dict, n: int, wa
     hdrs = {"content-type": "application/json", **headers}
     samples: list[float] = []
     reported: list[float] = []
-    errors: dict[str, int] = {}
-    deadline = time.monotonic() + time_limit
-    with httpx.Client(timeout=10.0, limits=httpx.Limits(max_connections=1, max_keepalive_connections=1)) as client:
-        for i in range(warmup + n):
-            if time.monotonic() > deadline:
-                break
-            t0 = time.perf_counter()
-            try:
-                response = client.post(url, content=payload, headers=hdrs)
-                response.read()
-                status = response.status_code
-                if i >= warmup:
-                    for name in OVERHEAD_HEADERS:
-                        if name in response.headers:
-                            try:
-                                reported.append(float(response.headers[name]))
-                            except ValueError:
-                                pass
-            except httpx.HTTPError as exc:
-                status = type(exc).__name__
-            elapsed = (time.perf_counter() - t0) * 1000
-            if status != 200:
-                errors[str(status)] = errors.get(str(status), 0) + 1
-                if sum(errors.values()) > max(10, n // 10):
-                    break
-                continue
-            if i >= warmup:
-                samples.append(elapsed)
+
+    def post(client: httpx.Client, measured: bool) -> str | None:
+        t0 = time.perf_counter()
+        try:
+            response = client.post(url, content=payload, headers=hdrs)
+            response.read()
+        except httpx.HTTPError as exc:
+            return type(exc).__name__
+        elapsed = (time.perf_counter() - t0) * 1000
+        if response.status_code != 200:
+            return str(response.status_code)
+        if measured:
+            samples.append(elapsed)
+            for name in OVERHEAD_HEADERS:
+                try:
+                    reported.append(float(response.headers[name]))
+                except (KeyError, ValueError):
+                    pass
+        return None
+
+    errors = one_connection_runs(n, warmup, time_limit, max(10, n // 10), post)
     return {
         "n": len(samples), "errors": errors,
         "p50_ms": percentile(samples, 50), "p90_ms": percentile(samples, 90), "p99_ms": percentile(samples, 99),
@@ -445,35 +458,29 @@ def time_to_first_token(url: str, headers: dict[str, str], body: dict, n: int, w
     hdrs = {"content-type": "application/json", "accept": "text/event-stream", **headers}
     samples: list[float] = []
     totals: list[float] = []
-    errors: dict[str, int] = {}
-    deadline = time.monotonic() + time_limit
-    with httpx.Client(timeout=10.0, limits=httpx.Limits(max_connections=1, max_keepalive_connections=1)) as client:
-        for i in range(warmup + n):
-            if time.monotonic() > deadline:
-                break
-            t0 = time.perf_counter()
-            first = None
-            try:
-                with client.stream("POST", url, content=payload, headers=hdrs) as response:
-                    if response.status_code != 200:
-                        response.read()
-                        raise BenchError(f"HTTP {response.status_code}")
-                    for line in response.iter_lines():
-                        if first is None and line.startswith("data:") and _has_content(line[5:]):
-                            first = time.perf_counter()
-                end = time.perf_counter()
-            except (httpx.HTTPError, BenchError) as exc:
-                key = str(exc) if isinstance(exc, BenchError) else type(exc).__name__
-                errors[key] = errors.get(key, 0) + 1
-                if sum(errors.values()) > max(5, n // 10):
-                    break
-                continue
-            if first is None:
-                errors["no content chunk"] = errors.get("no content chunk", 0) + 1
-                continue
-            if i >= warmup:
-                samples.append((first - t0) * 1000)
-                totals.append((end - t0) * 1000)
+
+    def stream(client: httpx.Client, measured: bool) -> str | None:
+        t0 = time.perf_counter()
+        first = None
+        try:
+            with client.stream("POST", url, content=payload, headers=hdrs) as response:
+                if response.status_code != 200:
+                    response.read()
+                    return f"HTTP {response.status_code}"
+                for line in response.iter_lines():
+                    if first is None and line.startswith("data:") and _has_content(line[5:]):
+                        first = time.perf_counter()
+            end = time.perf_counter()
+        except httpx.HTTPError as exc:
+            return type(exc).__name__
+        if first is None:
+            return "no content chunk"
+        if measured:
+            samples.append((first - t0) * 1000)
+            totals.append((end - t0) * 1000)
+        return None
+
+    errors = one_connection_runs(n, warmup, time_limit, max(5, n // 10), stream)
     return {"n": len(samples), "errors": errors, "p50_ms": percentile(samples, 50),
             "p99_ms": percentile(samples, 99), "total_p50_ms": percentile(totals, 50)}
 

@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -191,19 +192,32 @@ def _install_relaxed_deps(python: Path, pip: list[str], timeout: float) -> None:
 
 
 @dataclass
-class LiteLLMTarget(Target):
+class ComparedTarget(Target):
+    """Another gateway measured beside AFMTS, installed on first use and pointed at the same upstreams
+    (nginx for plain requests, the fake provider for streams)."""
+
     nginx: NginxUpstream | None = None
     fake: FakeProviderUpstream | None = None
     workdir: Path | None = None
     version: str = ""
 
-    def start(self) -> None:
+    def installed(self, install: Callable[[], str]) -> bool:
+        """Install it (or find it installed) and note its version; False, with why in `unavailable`,
+        when that fails (the run goes on without it)."""
         assert self.nginx is not None and self.workdir is not None
         try:
-            self.version = litellm_install()
+            self.version = install()
         except BenchError as exc:
             reason = re.sub(r" \(from versions:[^)]*\)?", "", str(exc).splitlines()[0])
             self.unavailable = f"unavailable (install failed: {reason[:200]})"
+            return False
+        return True
+
+
+@dataclass
+class LiteLLMTarget(ComparedTarget):
+    def start(self) -> None:
+        if not self.installed(litellm_install):
             return
         self.server = f"litellm {self.version} (uvicorn, 1 worker)"
         key = "sk-bench-litellm-master"
@@ -283,18 +297,9 @@ def portkey_install(timeout: float = 600) -> str:
 
 
 @dataclass
-class PortkeyTarget(Target):
-    nginx: NginxUpstream | None = None
-    fake: FakeProviderUpstream | None = None
-    workdir: Path | None = None
-    version: str = ""
-
+class PortkeyTarget(ComparedTarget):
     def start(self) -> None:
-        assert self.nginx is not None and self.workdir is not None
-        try:
-            self.version = portkey_install()
-        except BenchError as exc:
-            self.unavailable = f"unavailable (install failed: {str(exc).splitlines()[0][:200]})"
+        if not self.installed(portkey_install):
             return
         node = run(["node", "--version"], 30, what="node --version").strip()
         self.server = f"portkey {self.version} (node {node}, 1 process)"
