@@ -61,11 +61,18 @@ MAX_PENDING = 10_000  # pushes waiting for Redis; past this the oldest are dropp
 ACTIVE_SECONDS = 120.0  # a scope is pulled from Redis while this process used it this recently
 
 # Reserve an amount (one request, or a call's estimated neurons) in every limited window of a scope,
-# or nothing: KEYS are the windows' counters, ARGV their limits, TTLs, then amounts. Returns
-# {1, counts...} or {0, index of the window it does not fit, count}; counts are strings (neurons are
-# fractional, and a Lua number returned to Redis loses its fraction).
+# or nothing: KEYS are the windows' counters, ARGV their limits, TTLs, amounts, then what this process
+# counted but has not pushed yet (a settlement, counts made while Redis was away), added first.
+# Returns {1, counts...} or {0, index of the window it does not fit, count}; counts are strings
+# (neurons are fractional, and a Lua number returned to Redis loses its fraction).
 RESERVE = """
 local n = #KEYS
+for i = 1, n do
+  if tonumber(ARGV[3 * n + i]) ~= 0 then
+    redis.call('INCRBYFLOAT', KEYS[i], ARGV[3 * n + i])
+    redis.call('EXPIRE', KEYS[i], ARGV[n + i])
+  end
+end
 for i = 1, n do
   local used = redis.call('GET', KEYS[i]) or '0'
   if tonumber(used) + tonumber(ARGV[2 * n + i]) > tonumber(ARGV[i]) then return {0, i, used} end
@@ -365,12 +372,17 @@ class LiveState(Live):
             return None
         if self.shared is not None:
             keys = [_counter_key(self.prefix, scope, w, b) for w, _, b, _ in limits]
+            # Taken now, so `sync` does not push it too (if it already is, its remainder goes negative
+            # and the next exchange takes it back).
+            pending = [self._pending_counts.pop((scope, w, b), 0) for w, _, b, _ in limits]
             args = ([limit for _, limit, _, _ in limits] + [_ttl(w, b) for w, _, b, _ in limits]
-                    + [amount for _, _, _, amount in limits])
+                    + [amount for _, _, _, amount in limits] + pending)
             try:
                 result = await self.shared.call(lambda c: self.shared.script(RESERVE)(keys=keys, args=args))
             except Unavailable:
-                pass
+                for (w, _, b, _), amount in zip(limits, pending, strict=True):
+                    if amount:
+                        self._pending_counts[(scope, w, b)] += amount
             else:
                 if int(result[0]) == 0:
                     window, _, bucket, _ = limits[int(result[1]) - 1]

@@ -196,6 +196,18 @@ def test_past_windows_are_pruned(live, free_model):
     assert state["used:requests/day"] == [int(T0 // DAY), 5]
 
 
+def test_a_model_without_limits_or_reports_costs_no_bookkeeping(live, make_model):
+    make_model("open", provider="groq", is_free=True)  # free, no quota known
+    m = snapshot().by_public_id["groq/open"]
+    for i in range(3):
+        assert run(live.reserve(m, T0 + i)) is None
+
+    assert live.quotas == {} and not live._pending_since and not live._pending_counts
+    live.observe(m, RateLimitInfo(windows={"requests/day": RateLimitWindow(limit=9, remaining=5, reset=600)}), T0 + 5)
+    run(live.reserve(m, T0 + 6))  # a provider's report is kept current from then on
+    assert live.quota_view(m, T0 + 7)["windows"]["requests/day"]["remaining"] == 4
+
+
 def test_key_limits_count_per_minute(live):
     assert [run(live.admit_key("k1", 2, T0 + i)) for i in range(3)] == [None, None, pytest.approx(58.0)]
     assert run(live.admit_key("k1", 2, T0 + 60)) is None
@@ -356,3 +368,16 @@ def test_large_key_limits_are_counted_locally_and_reconciled_through_redis(redis
     assert after_one is None  # one still counts 151 until its next exchange ...
     run(one.sync(now))
     assert run(one.admit_key("big", 200, now)) == pytest.approx(55.0)  # ... then it knows too
+
+
+def test_rest_and_gateway_keep_one_key_count_when_redis_goes_away(own_redis):
+    from routing.limits import admit_sync
+
+    url, stop, _ = own_redis
+    live = shared_state(url, "t:", timeout=0.2)
+    now = time.time()
+    assert [admit_sync(live, "k", 3, now) for _ in range(3)] == [None] * 3  # REST calls, counted in Redis
+    stop()
+
+    # The gateway goes on alone from the count the REST side saw: the key's 4th call is over its limit.
+    assert run(live.admit_key("k", 3, now)) is not None
