@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from analytics.models import OutcomeClass, Resolution, UsageRecord, UsageRollup
 from analytics.rollups import EVERY_KEY, savings_of
+from registry.admin import ReadOnlyAdmin
 from registry.models import ApiKey, Provider
 
 # The outcome classes as conditions on a record's status and HTTP status, in analytics.rollups.outcome_of's order.
@@ -83,19 +84,8 @@ class RecordOutcomeFilter(admin.SimpleListFilter):
         return queryset.filter(outcome_q(self.value())) if self.value() else queryset
 
 
-class ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
 @admin.register(UsageRecord)
-class UsageRecordAdmin(ReadOnly):
+class UsageRecordAdmin(ReadOnlyAdmin):
     list_display = ("ts", "key_name", "public_id", "provider", "endpoint", "status", "http_status", "tokens_in",
                     "tokens_out", "latency_ms", "attempts", "cost", "savings", "reference_model")
     list_filter = (KeyFilter, ModelFilter, ProviderFilter, RecordOutcomeFilter, "endpoint", "is_free", "ts")
@@ -119,7 +109,7 @@ class RollupKeyFilter(KeyFilter):
 
 
 @admin.register(UsageRollup)
-class UsageRollupAdmin(ReadOnly):
+class UsageRollupAdmin(ReadOnlyAdmin):
     list_display = ("start", "res", "public_id", "provider", "key_id", "endpoint", "outcome", "requests", "errors",
                     "tokens_in", "tokens_out", "failovers", "cost", "reference_cost", "savings")
     list_filter = ("res", RollupKeyFilter, ModelFilter, ProviderFilter, "outcome", "endpoint", "start")

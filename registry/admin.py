@@ -14,6 +14,20 @@ from registry.events import publish
 from registry.models import Agent, AIModel, Alias, ApiKey, Event, Provider, Source
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """For rows only the services write (usage records, rollups, the audit log): viewable, never
+    added, changed or deleted by hand."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
 class PublishingAdmin(admin.ModelAdmin):
     created_event: str
     updated_event: str
