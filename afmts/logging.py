@@ -40,7 +40,10 @@ SECRET_RE = re.compile("|".join(f"(?:{p})" for p in PATTERNS), re.IGNORECASE)
 # (a discovery cycle's model descriptions) has none, and the regex costs ~0.1 µs per character.
 TRIGGERS = ("bearer", "basic", "authorization", "api_key", "api-key", "apikey", "api key", "access_token",
             "access-token", "accesstoken", "client_secret", "client-secret", "clientsecret", "key=", "token=",
-            "auth=", "sk-", "key-", "xai-", "gsk_", "hf_", "afmts_", "aiza", "://")
+            "auth=", "sk-", "key-", "xai-", "gsk_", "hf_", "afmts_", "aiza")
+# What the URL-password pattern needs; a plain URL ("endpoint": "https://…", in every model event)
+# is no reason to run the whole regex.
+URL_PASSWORD_HINT = re.compile(r"://[^\s:/@]*:[^\s@/]+@")
 
 _known: frozenset[str] = frozenset()
 _known_re: re.Pattern[str] | None = None
@@ -76,7 +79,7 @@ def redact(text: str, *extra: str | None) -> str:
     if pattern is not None and any(s in text for s in known):
         text = pattern.sub(MASK, text)
     low = text.lower()
-    if not any(t in low for t in TRIGGERS):
+    if not any(t in low for t in TRIGGERS) and ("://" not in text or not URL_PASSWORD_HINT.search(text)):
         return text
     return SECRET_RE.sub(_mask, text)
 

@@ -32,11 +32,10 @@ from django.utils import timezone
 
 from afmts.logging import sanitize
 from afmts.metrics import observe_discovery
-from registry import bulk
+from registry import bulk, selectors
 from registry.events import publish_many
 from registry.models import AIModel, HealthSample, ModelChange, ModelStatus, ModelType, Provider, ProviderStatus, Source
 from registry.providers.errors import RateLimited
-from registry.selectors import model_instance_representation
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +47,7 @@ TRACKED = (
     "expires_at",
 )
 BECAME, STOPPED = "model_became_free", "model_stopped_being_free"
+MODEL_TYPES = frozenset(ModelType.values)
 
 
 @dataclass
@@ -87,7 +87,7 @@ def expiry(value: Any) -> datetime | None:
 
 def _fields_from_record(record, now: datetime) -> dict[str, Any]:
     quota = record.quota or {}
-    model_type = record.type if record.type in ModelType.values else ModelType.LLM
+    model_type = record.type if record.type in MODEL_TYPES else ModelType.LLM
     expires_at = expiry((record.metadata or {}).get("expiration_date"))
     # A free offer past its expiry is over, whatever the listing still says.
     is_free = bool(record.is_free) and (expires_at is None or expires_at > now)
@@ -117,11 +117,16 @@ def free_now(is_free: bool, status: str) -> bool:
     return bool(is_free) and status != ModelStatus.RETIRED
 
 
-def _free_change(model: AIModel, public_id: str, became: bool, reason: str, now: datetime) -> ModelChange:
-    return ModelChange(
-        model=model, public_id=public_id, event=BECAME if became else STOPPED, field="is_free",
-        old=not became, new=became, reason=reason, at=now,
-    )
+def _change(model_pk: int, public_id: str, event: str, at: datetime, *, field: str = "", old: Any = None,
+            new: Any = None, reason: str = "") -> dict[str, Any]:
+    """A history row (ModelChange), as bulk.insert_rows takes it."""
+    return {"model_id": model_pk, "public_id": public_id, "event": event, "field": field, "old": old, "new": new,
+            "reason": reason, "at": at}
+
+
+def _free_change(model_pk: int, public_id: str, became: bool, reason: str, now: datetime) -> dict[str, Any]:
+    return _change(model_pk, public_id, BECAME if became else STOPPED, now, field="is_free", old=not became,
+                   new=became, reason=reason)
 
 
 def _why(became: bool, diff: dict[str, tuple[Any, Any]], was_retired: bool, expires_at: datetime | None,
@@ -156,7 +161,7 @@ def apply_listing(provider_id: int, listing, *, now: datetime | None = None) -> 
     """Fold one provider's listing into the registry. See the module docstring."""
     now = now or timezone.now()
     events: list[tuple[str, dict]] = []
-    changes: list[ModelChange] = []
+    changes: list[dict[str, Any]] = []
     writes = 0
     with transaction.atomic():
         provider = Provider.objects.select_for_update().get(pk=provider_id)
@@ -170,7 +175,7 @@ def apply_listing(provider_id: int, listing, *, now: datetime | None = None) -> 
             row[0]: row for row in AIModel.objects.filter(provider=provider).values_list(
                 "model_id", "pk", "fingerprint", "status", "last_seen", "source")
         }
-        to_create: list[AIModel] = []
+        to_create: list[dict[str, Any]] = []
         to_update: list[AIModel] = []
         update_fields: set[str] = set()
         stale_seen: list[int] = []
@@ -184,10 +189,10 @@ def apply_listing(provider_id: int, listing, *, now: datetime | None = None) -> 
             result.free += fields["is_free"]
             row = light.get(model_id)
             if row is None:
-                to_create.append(AIModel(
-                    provider=provider, model_id=model_id, source=Source.DISCOVERED, first_seen=now, last_seen=now,
-                    fingerprint=digest, **fields,
-                ))
+                # A plain row, not an AIModel: a first cycle creates thousands (see registry.bulk).
+                fields.update(provider_id=provider.pk, model_id=model_id, source=Source.DISCOVERED, first_seen=now,
+                              last_seen=now, fingerprint=digest)
+                to_create.append(fields)
             elif row[2] != digest or row[3] == ModelStatus.RETIRED:
                 to_compare[row[1]] = (fields, digest)
             elif row[4] is None or now - row[4] >= resolution:
@@ -218,30 +223,33 @@ def apply_listing(provider_id: int, listing, *, now: datetime | None = None) -> 
                 update_fields.add(name)
                 if name == "is_free":
                     continue  # is_free rows are the free history's transitions, written below
-                changes.append(ModelChange(
-                    model=model, public_id=public_id, event="model_updated", field=name,
+                changes.append(_change(
+                    model.pk, public_id, "model_updated", now, field=name,
                     old=_jsonable(old) if name != "metadata" else None,
-                    new=_jsonable(new) if name != "metadata" else None, at=now,
+                    new=_jsonable(new) if name != "metadata" else None,
                 ))
             result.changed += 1
             events.append(("model_updated", {"model": model, "changed": sorted(diff)}))
             is_free = free_now(model.is_free, model.status)
             if is_free != was_free:
                 reason = _why(is_free, diff, was_retired, model.expires_at, now)
-                changes.append(_free_change(model, public_id, is_free, reason, now))
+                changes.append(_free_change(model.pk, public_id, is_free, reason, now))
                 events.append((BECAME if is_free else STOPPED, {"model": model, "reason": reason}))
 
         if to_create:
-            created = bulk.insert(AIModel, to_create)
+            bulk.insert_rows(AIModel, to_create, fill=True)
             writes += 1
-            for model in created:
+            provider_columns = selectors.provider_columns(provider)
+            for row in to_create:
                 result.new += 1
-                public_id = f"{provider.slug}/{model.model_id}"
-                changes.append(ModelChange(model=model, public_id=public_id, event="model_registered", at=now))
-                events.append(("model_registered", {"model": model}))
-                if model.is_free:
-                    changes.append(_free_change(model, public_id, True, "listed", now))
-                    events.append((BECAME, {"model": model, "reason": "listed"}))
+                public_id = f"{provider.slug}/{row['model_id']}"
+                changes.append(_change(row["id"], public_id, "model_registered", now))
+                # The row is final: its event data is built now, once for both of its events.
+                shown = _shown(selectors.model_representation(row | provider_columns))
+                events.append(("model_registered", shown))
+                if row["is_free"]:
+                    changes.append(_free_change(row["id"], public_id, True, "listed", now))
+                    events.append((BECAME, {**shown, "reason": "listed"}))
         if to_update:
             AIModel.objects.bulk_update(to_update, sorted(update_fields | {"last_seen", "updated_at"}), batch_size=500)
             writes += 1
@@ -262,16 +270,16 @@ def apply_listing(provider_id: int, listing, *, now: datetime | None = None) -> 
             for model in gone:
                 public_id = f"{provider.slug}/{model.model_id}"
                 was_free = free_now(model.is_free, model.status)
-                changes.append(ModelChange(
-                    model=model, public_id=public_id, event="model_retired",
-                    field="status", old=model.status, new=ModelStatus.RETIRED, at=now,
+                changes.append(_change(
+                    model.pk, public_id, "model_retired", now, field="status", old=model.status,
+                    new=ModelStatus.RETIRED,
                 ))
                 model.status = ModelStatus.RETIRED
                 events.append(("model_retired", {"model": model}))
                 result.retired += 1
                 if was_free:
                     # Most free offers end this way: the ":free" variant vanishes from the listing.
-                    changes.append(_free_change(model, public_id, False, "withdrawn", now))
+                    changes.append(_free_change(model.pk, public_id, False, "withdrawn", now))
                     events.append((STOPPED, {"model": model, "reason": "withdrawn"}))
 
         provider_fields = _provider_success_fields(provider, now)
@@ -281,7 +289,7 @@ def apply_listing(provider_id: int, listing, *, now: datetime | None = None) -> 
             if provider_fields.get("status") == ProviderStatus.UP:
                 events.append(("provider_up", {"provider": provider.slug, "models": result.seen}))
         if changes:
-            bulk.insert(ModelChange, changes)
+            bulk.insert_rows(ModelChange, changes)
             writes += 1
         if events:
             # Model representations are JSON already: no round trip through the encoder.
@@ -308,9 +316,9 @@ def expire_due(*, now: datetime | None = None) -> int:
         changes, events = [], []
         for model in due:
             model.is_free, model.free_reason = False, ""
-            changes.append(_free_change(model, model.public_id, False, "expired", now))
+            changes.append(_free_change(model.pk, model.public_id, False, "expired", now))
             events.append((STOPPED, _event_data(model.provider, {"model": model, "reason": "expired"})))
-        bulk.insert(ModelChange, changes)
+        bulk.insert_rows(ModelChange, changes)
         publish_many(events, json_ready=True)
     return len(due)
 
@@ -357,13 +365,16 @@ def _provider_success_fields(provider: Provider, now: datetime) -> dict[str, Any
 
 def _event_data(provider: Provider, data: dict) -> dict:
     """A model event's data: the model as the API shows it, without the provider's raw metadata
-    (often kilobytes; GET /api/models/{id} has it)."""
+    (often kilobytes; GET /api/models/{id} has it). Data without a model is already the event's."""
     model = data.pop("model", None)
     if model is None:
         return data
-    shown = model_instance_representation(model, provider)
-    shown.pop("metadata", None)
-    return {**shown, **data}
+    return {**_shown(selectors.model_instance_representation(model, provider)), **data}
+
+
+def _shown(representation: dict) -> dict:
+    representation.pop("metadata", None)
+    return representation
 
 
 def record_failure(
@@ -440,30 +451,45 @@ ListFn = Callable[[Provider], Any]
 
 
 async def run_cycle(providers: list[Provider], list_models: ListFn, *, timeout: float | None = None) -> list[ProviderResult]:
-    """List every provider concurrently; each listing is applied as soon as it arrives."""
+    """List every provider concurrently; each listing is applied as soon as it arrives and a writer
+    is free (see `_concurrent_writers`), so a slow provider never holds back the others' writes."""
     timeout = timeout or settings.AFMTS_DISCOVERY_TIMEOUT_SECONDS
     # Writes run in worker threads (not the caller's thread: a caller may itself be sync_to_async'd).
     apply = sync_to_async(_apply_safely, thread_sensitive=False)
     fail = sync_to_async(_record_failure_logged, thread_sensitive=False)
+    writers = asyncio.Semaphore(_concurrent_writers(len(providers)))
 
     async def one(provider: Provider) -> ProviderResult:
         started = time.perf_counter()
         try:
             listing = await asyncio.wait_for(list_models(provider), timeout)
         except TimeoutError:
-            result = await fail(provider.pk, f"listing timed out after {timeout:g} s")
+            async with writers:
+                result = await fail(provider.pk, f"listing timed out after {timeout:g} s")
         except RateLimited as exc:
-            result = await fail(provider.pk, f"listing rate-limited: {exc}", retry_after=exc.retry_after,
-                                rate_limited=True)
+            async with writers:
+                result = await fail(provider.pk, f"listing rate-limited: {exc}", retry_after=exc.retry_after,
+                                    rate_limited=True)
         except Exception as exc:  # noqa: BLE001 - one provider's failure never breaks the cycle
-            result = await fail(provider.pk, f"{type(exc).__name__}: {exc}")
+            async with writers:
+                result = await fail(provider.pk, f"{type(exc).__name__}: {exc}")
         else:
-            result = await apply(provider.pk, listing)
+            async with writers:
+                result = await apply(provider.pk, listing)
         result.seconds = time.perf_counter() - started
         observe_discovery(provider.slug, result.seconds, bool(result.error))
         return result
 
     return list(await asyncio.gather(*(one(p) for p in providers)))
+
+
+def _concurrent_writers(providers: int) -> int:
+    """How many listings are applied at once. SQLite has one write lock, and a writer waiting for
+    it sleeps in its busy handler (longer and longer naps, up to 100 ms): seventeen threads taking
+    turns that way spent most of a first cycle asleep and could even give up ("database is
+    locked"). One writer at a time, fed in the order listings arrive, keeps the lock always busy.
+    PostgreSQL writers only meet on their own provider's row lock: all may write at once."""
+    return 1 if connection.vendor == "sqlite" else max(1, providers)
 
 
 def _apply_safely(provider_id: int, listing) -> ProviderResult:

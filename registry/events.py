@@ -45,18 +45,28 @@ ORIGIN = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 DETAIL_FIELDS = frozenset({"error", "errors", "lastError", "detail"})
 
 
-def _jsonable(data: dict[str, Any], *, json_ready: bool = False) -> dict[str, Any]:
-    """The event's data as stored and sent: JSON types, every string redacted of secrets. One
-    pass over the serialised text (a discovery event holds hundreds of models); parsed again only
-    when something was masked, or when it was not JSON-ready."""
-    text = json.dumps(data, cls=JSONEncoder)
+def _stored(events: list[tuple[str, dict[str, Any]]], *, json_ready: bool) -> list[tuple[dict[str, Any], str]]:
+    """Each event's data as stored and sent — JSON types, every string redacted of secrets — with
+    its JSON text. Each is serialised once; the redactor reads all of them in one pass (a discovery
+    cycle publishes thousands) and event by event only when something was masked."""
+    texts = [json.dumps(data, cls=JSONEncoder) for _, data in events]
+    # Every text is a JSON object ("{...}"), so no secret's pattern can run from one into the next.
+    if redact("\n".join(texts)) == "\n".join(texts):
+        if json_ready:
+            return [(data, text) for (_, data), text in zip(events, texts, strict=True)]
+        return [(json.loads(text), text) for text in texts]
+    return [_redacted(text, data, json_ready=json_ready) for (_, data), text in zip(events, texts, strict=True)]
+
+
+def _redacted(text: str, data: dict[str, Any], *, json_ready: bool) -> tuple[dict[str, Any], str]:
     clean = redact(text)
     if clean == text:
-        return data if json_ready else json.loads(text)
+        return (data if json_ready else json.loads(text)), text
     try:
-        return json.loads(clean)
+        return json.loads(clean), clean
     except ValueError:  # a mask landed inside an escape sequence: redact value by value
-        return redact_data(json.loads(text))
+        data = redact_data(json.loads(text))
+        return data, json.dumps(data, cls=JSONEncoder)
 
 
 def for_audience(envelope: dict[str, Any], *, admin: bool) -> dict[str, Any]:
@@ -97,16 +107,21 @@ def publish_many(
         if registry_change and not RegistryState.objects.filter(pk=1).update(version=F("version") + 1):
             RegistryState.objects.get_or_create(pk=1, defaults={"version": 1})
         db_version = RegistryState.objects.values_list("version", flat=True).filter(pk=1).first() or 0
-        rows = bulk.insert(Event, [
-            Event(event=name, data=_jsonable(data, json_ready=json_ready), ts=now, version=db_version, origin=ORIGIN)
-            for name, data in events
+        stored = _stored(events, json_ready=json_ready)
+        ids = bulk.insert_rows(Event, [
+            {"event": name, "data": bulk.JSONText(text), "ts": now, "version": db_version, "origin": ORIGIN}
+            for (name, _), (_, text) in zip(events, stored, strict=True)
         ])
-        last = rows[-1].id
-        if last // 100 != (last - len(rows)) // 100:
+        last = ids[-1]
+        if last // 100 != (last - len(ids)) // 100:
             Event.objects.filter(id__lte=last - settings.AFMTS_EVENTS_KEEP).delete()
     if registry_change:
         version.bump_local()
-    messages = [row.envelope() for row in rows]
+    ts = now.isoformat()  # as Event.envelope() has it
+    messages = [
+        {"id": pk, "event": name, "data": data, "ts": ts}
+        for pk, (name, _), (data, _) in zip(ids, events, stored, strict=True)
+    ]
     transaction.on_commit(lambda: _after_commit(messages, db_version if registry_change else None))
     return messages
 

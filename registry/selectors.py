@@ -89,16 +89,19 @@ def model_representation(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def model_instance_representation(model: AIModel, provider=None) -> dict[str, Any]:
-    """The API's JSON for a model instance; pass its provider when it is at hand (saves a query)."""
-    row = {name: getattr(model, name) for name in MODEL_COLUMNS if "__" not in name}
-    provider = provider or model.provider
-    row |= {
+def provider_columns(provider) -> dict[str, Any]:
+    """The provider's part of a row of MODEL_COLUMNS."""
+    return {
         "provider__slug": provider.slug, "provider__kind": provider.kind,
         "provider__base_url": provider.base_url, "provider__enabled": provider.enabled,
         "provider__is_demo": provider.is_demo, "provider__status": provider.status,
     }
-    return model_representation(row)
+
+
+def model_instance_representation(model: AIModel, provider=None) -> dict[str, Any]:
+    """The API's JSON for a model instance; pass its provider when it is at hand (saves a query)."""
+    row = {name: getattr(model, name) for name in MODEL_COLUMNS if "__" not in name}
+    return model_representation(row | provider_columns(provider or model.provider))
 
 
 @dataclass(slots=True)

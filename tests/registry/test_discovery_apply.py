@@ -10,6 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from registry import selectors
 from registry.discovery import apply_listing, due_providers, record_failure
 from registry.models import AIModel, Event, ModelChange, Provider
 from registry.providers.types import Listing, ModelRecord
@@ -272,3 +273,19 @@ def test_listing_errors_are_kept_without_secrets(provider):
 
     provider.refresh_from_db()
     assert "sk-abcdefghijklmnop1234" not in provider.last_error
+
+
+def test_a_new_models_events_show_it_as_the_api_does_with_credentials_masked(provider):
+    start = last_event_id()
+    apply_listing(provider.pk, listing(
+        record("acme/plain:free", is_free=True, free_reason=":free variant", input_price=Decimal("0"),
+               metadata={"description": "kilobytes of text"}),
+        record("acme/leaky", name="leaky sk-abcdefghijklmnop1234"),
+    ))
+
+    events = {(e.event, e.data["modelId"]): e.data for e in Event.objects.filter(id__gt=start, event__startswith="model_")}
+    plain = selectors.model_instance_representation(AIModel.objects.get(model_id="acme/plain:free"))
+    del plain["metadata"]
+    assert events[("model_registered", "acme/plain:free")] == plain
+    assert events[("model_became_free", "acme/plain:free")] == {**plain, "reason": "listed"}
+    assert events[("model_registered", "acme/leaky")]["name"] == "leaky ***"

@@ -125,6 +125,24 @@ def test_a_hanging_provider_never_delays_the_others(providers, fake, settings):
     assert Provider.objects.get(slug="mistral").failures == 1
 
 
+def test_a_slow_provider_never_holds_back_the_others_writes(providers, fake, settings):
+    # Listings are applied one at a time on SQLite, yet each as soon as it has arrived: the fast
+    # providers' models are in the database while the slow one has not answered yet.
+    settings.AFMTS_DISCOVERY_TIMEOUT_SECONDS = 8
+    providers("groq", "cerebras", "mistral")
+    fake.state.push("mistral", "slow_first_byte", seconds=3)
+    cycle = threading.Thread(target=lambda: (tracker.discover(), close_old_connections()))
+    started = time.monotonic()
+    cycle.start()
+    while counts("groq")[0] < len(catalog.GROQ) or counts("cerebras")[0] < len(catalog.CEREBRAS):
+        assert time.monotonic() - started < 2.5, "the fast providers waited for the slow one"
+        time.sleep(0.05)
+
+    assert cycle.is_alive() and counts("mistral")[0] == 0
+    cycle.join(15)
+    assert counts("mistral")[0] == len(catalog.MISTRAL)
+
+
 def test_a_failing_provider_backs_off_and_goes_down(providers, fake):
     providers("groq")
     fake.state.push("groq", "server_error", count=2)
