@@ -26,17 +26,19 @@ LLAMA_PROPS = {"context_window": "7968", "price": [
 NEURONS_IN, NEURONS_OUT = 0.282 / 0.011e-3 / 1e6, 0.827 / 0.011e-3 / 1e6  # per token, at $0.011 per 1,000
 
 
-@pytest.fixture
-def small_pools(settings, tmp_path):
-    """The shipped free-tier table with pools small enough to fill: 3 Cohere calls a month, 100
-    Cloudflare neurons a day (operators replace the table the same way)."""
+def small_pools_table(settings, tmp_path, *, calls_a_month: int, neurons_a_day: int) -> None:
+    """The shipped free-tier table with pools small enough to fill (operators replace it the same way)."""
     table = json.loads((tables.HERE / "free_tiers.json").read_text())
-    table["providers"]["cohere"]["default"]["requests_per_month"] = 3
-    table["providers"]["cloudflare"]["default"]["neurons_per_day"] = 100
+    table["providers"]["cohere"]["default"]["requests_per_month"] = calls_a_month
+    table["providers"]["cloudflare"]["default"]["neurons_per_day"] = neurons_a_day
     path = tmp_path / "free_tiers.json"
     path.write_text(json.dumps(table))
     settings.AFMTS_FREE_TIERS_FILE = str(path)
-    return path
+
+
+@pytest.fixture
+def small_pools(settings, tmp_path):
+    small_pools_table(settings, tmp_path, calls_a_month=3, neurons_a_day=100)
 
 
 @pytest.fixture
