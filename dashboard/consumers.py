@@ -68,4 +68,10 @@ class EventConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"event": "pong", "data": {}, "ts": None})
 
     async def event_message(self, message: dict) -> None:
+        # One envelope: what a process of an earlier version sends, while a deployment rolls.
         await self.send_json(for_audience(message["message"], admin=self.admin))
+
+    async def event_messages(self, message: dict) -> None:
+        # Many envelopes to a channel-layer message (registry.events.send_envelopes), one per frame.
+        for envelope in message["messages"]:
+            await self.send_json(for_audience(envelope, admin=self.admin))

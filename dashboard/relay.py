@@ -15,7 +15,7 @@ from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 
-from registry.events import GROUP, ORIGIN
+from registry.events import ORIGIN, send_envelopes
 from registry.models import Event
 
 log = logging.getLogger(__name__)
@@ -47,10 +47,9 @@ async def _run(last_id: int) -> None:
         except Exception:  # noqa: BLE001 - try again next tick
             log.exception("event relay could not read events")
             continue
-        for row in rows:
-            last_id = row.id
-            if row.origin != ORIGIN:
-                await layer.group_send(GROUP, {"type": "event.message", "message": row.envelope()})
+        if rows:
+            last_id = rows[-1].id
+            await send_envelopes(layer, [row.envelope() for row in rows if row.origin != ORIGIN])
 
 
 async def client_joined() -> None:

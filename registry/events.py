@@ -132,6 +132,19 @@ def _after_commit(messages: list[dict[str, Any]], db_version: int | None) -> Non
     broadcast(*messages)
 
 
+# Envelopes per channel-layer message. A channel holds 100 messages (the layers' default capacity)
+# and a group send to a full one is dropped: sent one by one, a discovery cycle's thousands of
+# events were lost to a client past its first hundred (and cost the loop a send each).
+ENVELOPES_PER_MESSAGE = 500
+
+
+async def send_envelopes(layer, envelopes: list[dict[str, Any]]) -> None:
+    """Send envelopes to the `events` group, many to a message (dashboard.consumers unpacks them)."""
+    for start in range(0, len(envelopes), ENVELOPES_PER_MESSAGE):
+        await layer.group_send(GROUP, {"type": "event.messages",
+                                       "messages": envelopes[start:start + ENVELOPES_PER_MESSAGE]})
+
+
 def broadcast(*messages: dict[str, Any]) -> None:
     """Send envelopes to every WebSocket client, in one go (a discovery cycle publishes thousands);
     a broken channel layer never fails the write."""
@@ -139,12 +152,8 @@ def broadcast(*messages: dict[str, Any]) -> None:
     if layer is None or not messages:
         return
 
-    async def send_all() -> None:
-        for message in messages:
-            await layer.group_send(GROUP, {"type": "event.message", "message": message})
-
     try:
-        async_to_sync(send_all)()
+        async_to_sync(send_envelopes)(layer, list(messages))
     except Exception as exc:  # noqa: BLE001 - the write is committed; losing a live notification is not fatal
         # One line: while the channel layer's Redis is away this happens on every publish.
         log.warning("could not broadcast %d event(s): %s", len(messages), type(exc).__name__)

@@ -56,3 +56,20 @@ async def test_this_process_events_are_not_sent_twice(settings):
     assert await database_sync_to_async(Event.objects.filter(origin=ORIGIN).exists)()
     assert await client.receive_nothing(timeout=0.4)
     await client.disconnect()
+
+
+async def test_a_burst_of_another_process_events_is_relayed_whole(settings):
+    # A discovery cycle in the worker writes hundreds of events at once; a channel holds 100 messages.
+    settings.AFMTS_EVENT_RELAY_SECONDS = 0.05
+    secret = await admin_secret()
+    client = WebsocketCommunicator(application, f"/ws/events/?api_key={secret}")
+    assert (await client.connect())[0]
+
+    await database_sync_to_async(Event.objects.bulk_create)([
+        Event(event="model_registered", data={"n": n}, ts=timezone.now(), version=1, origin="worker:1:abc")
+        for n in range(300)
+    ])
+
+    received = [(await client.receive_json_from(timeout=3))["data"]["n"] for _ in range(300)]
+    assert received == list(range(300))
+    await client.disconnect()

@@ -224,6 +224,27 @@ async def test_discovery_events_reach_a_websocket_client(providers):
     await client.disconnect()
 
 
+async def test_a_websocket_client_receives_every_event_of_a_big_listing(providers, fake):
+    # A channel holds 100 messages: sent one by one, a first cycle's thousands of events overflowed
+    # it and a client connected meanwhile lost all but the first hundred.
+    await sync_to_async(providers)("groq")
+    many = [{**copy.deepcopy(catalog.GROQ[0]), "id": f"bulk/model-{i:03d}"} for i in range(300)]
+    fake.state.change_listing("groq", add=many)
+    secret = (await sync_to_async(services.apikey_create)(name="ws", scope="user"))[1]
+    client = WebsocketCommunicator(application, f"/ws/events/?api_key={secret}")
+    assert (await client.connect())[0]
+
+    await sync_to_async(tracker.discover, thread_sensitive=False)()
+
+    registered = set()
+    while len(registered) < len(catalog.GROQ) + len(many):
+        message = await client.receive_json_from(timeout=5)
+        if message["event"] == "model_registered" and message["data"]["provider"] == "groq":
+            registered.add(message["data"]["modelId"])
+    assert {f"bulk/model-{i:03d}" for i in range(300)} <= registered
+    await client.disconnect()
+
+
 def test_the_celery_task_runs_a_cycle(providers):
     from registry.tasks import discovery_cycle
 
