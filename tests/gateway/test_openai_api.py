@@ -22,17 +22,12 @@ def catalog(provider):
 
 
 @pytest.fixture
-def client(gateway, user_secret) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{gateway}/v1", api_key=user_secret, max_retries=0)
-
-
-@pytest.fixture
 def aclient(gateway, user_secret) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=f"{gateway}/v1", api_key=user_secret, max_retries=0)
 
 
-def test_auto_routes_to_the_free_model_and_says_so(client, catalog):
-    raw = client.chat.completions.with_raw_response.create(model="auto", messages=[{"role": "user", "content": "hi"}])
+def test_auto_routes_to_the_free_model_and_says_so(openai_client, catalog):
+    raw = openai_client.chat.completions.with_raw_response.create(model="auto", messages=[{"role": "user", "content": "hi"}])
     completion = raw.parse()
 
     assert completion.model == "groq/llama-3.1-8b-instant"
@@ -51,12 +46,12 @@ async def test_async_client_works_too(aclient, catalog):
     assert completion.model == "openai/gpt-4o-mini"
 
 
-def test_a_bare_model_id_is_served_by_whoever_has_it(client, catalog):
-    assert client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}]).model == "openai/gpt-4o-mini"
+def test_a_bare_model_id_is_served_by_whoever_has_it(openai_client, catalog):
+    assert openai_client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}]).model == "openai/gpt-4o-mini"
 
 
-def test_streaming_yields_chunks_and_usage_when_asked(client, catalog):
-    stream = client.chat.completions.create(
+def test_streaming_yields_chunks_and_usage_when_asked(openai_client, catalog):
+    stream = openai_client.chat.completions.create(
         model="free", messages=[{"role": "user", "content": "hi"}], stream=True, stream_options={"include_usage": True},
     )
     chunks = list(stream)
@@ -67,16 +62,16 @@ def test_streaming_yields_chunks_and_usage_when_asked(client, catalog):
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
 
 
-def test_streaming_without_include_usage_sends_no_usage_chunk(client, catalog):
-    chunks = list(client.chat.completions.create(model="free", messages=[{"role": "user", "content": "hi"}], stream=True))
+def test_streaming_without_include_usage_sends_no_usage_chunk(openai_client, catalog):
+    chunks = list(openai_client.chat.completions.create(model="free", messages=[{"role": "user", "content": "hi"}], stream=True))
 
     assert all(c.choices for c in chunks)
 
 
-def test_tools_route_to_a_model_that_can_call_them(client, catalog):
+def test_tools_route_to_a_model_that_can_call_them(openai_client, catalog):
     tools = [{"type": "function", "function": {"name": "multiply", "description": "Multiply",
                                                "parameters": {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}}}}]
-    completion = client.chat.completions.create(
+    completion = openai_client.chat.completions.create(
         model="auto", messages=[{"role": "user", "content": "What is 6 times 7?"}], tools=tools,
     )
 
@@ -85,29 +80,29 @@ def test_tools_route_to_a_model_that_can_call_them(client, catalog):
     assert call.function.name == "multiply" and completion.choices[0].finish_reason == "tool_calls"
 
 
-def test_embeddings(client, catalog):
-    result = client.embeddings.create(model="text-embedding-3-small", input=["one", "two"])
+def test_embeddings(openai_client, catalog):
+    result = openai_client.embeddings.create(model="text-embedding-3-small", input=["one", "two"])
 
     assert len(result.data) == 2 and len(result.data[0].embedding) > 0
     assert result.model == "openai/text-embedding-3-small"
 
 
-def test_legacy_completions(client, catalog):
-    result = client.completions.create(model="free", prompt="Say hi", max_tokens=5)
+def test_legacy_completions(openai_client, catalog):
+    result = openai_client.completions.create(model="free", prompt="Say hi", max_tokens=5)
 
     assert result.object == "text_completion" and result.choices[0].text
 
 
-def test_models_lists_registry_models_policies_and_aliases(client, catalog):
-    ids = {m.id for m in client.models.list()}
+def test_models_lists_registry_models_policies_and_aliases(openai_client, catalog):
+    ids = {m.id for m in openai_client.models.list()}
 
     assert {"groq/llama-3.1-8b-instant", "openai/gpt-4o-mini", "auto", "free", "cheap", "fast"} <= ids
-    assert client.models.retrieve("groq/llama-3.1-8b-instant").owned_by == "groq"
+    assert openai_client.models.retrieve("groq/llama-3.1-8b-instant").owned_by == "groq"
 
 
-def test_unknown_model_is_a_404_in_openai_format(client, catalog):
+def test_unknown_model_is_a_404_in_openai_format(openai_client, catalog):
     with pytest.raises(openai.NotFoundError) as err:
-        client.chat.completions.create(model="nope/nothing", messages=[{"role": "user", "content": "x"}])
+        openai_client.chat.completions.create(model="nope/nothing", messages=[{"role": "user", "content": "x"}])
 
     assert err.value.body["code"] == "model_not_found" and err.value.body["param"] == "model"
 
@@ -137,8 +132,8 @@ def test_oversized_body_is_413(gateway, catalog, user_secret, settings):
     assert response.status_code == 413 and response.json()["error"]["code"] == "request_too_large"
 
 
-def test_every_request_is_recorded_off_the_request_path(client, catalog):
-    client.chat.completions.create(model="free", messages=[{"role": "user", "content": "hi"}])
+def test_every_request_is_recorded_off_the_request_path(openai_client, catalog):
+    openai_client.chat.completions.create(model="free", messages=[{"role": "user", "content": "hi"}])
     assert UsageRecord.objects.count() == 0  # not written on the request
 
     assert flush() == 1
