@@ -36,6 +36,7 @@ reserves for it."""
 from __future__ import annotations
 
 import re
+import time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -58,6 +59,7 @@ TASKS = {
 }
 PAID = "require_workers_paid"
 USD_PER_NEURON = Decimal("0.011") / 1000
+DAY = 86400
 _OPENAI_TAIL = re.compile(r"/ai(?:/v1)?/?$")
 
 
@@ -177,6 +179,9 @@ class CloudflareAdapter(Adapter):
               "rate_limit": err.rate_limit, "retry_after": err.retry_after}
         if err.provider_code == "5007" and not isinstance(err, NotFoundError):  # "No such model", sent as a 400
             return NotFoundError(err.message, **kw)
-        if err.provider_code == "3036" and not isinstance(err, RateLimited):  # the day's free neurons are spent
+        if err.provider_code == "3036":  # the day's free neurons are spent: they come back at 00:00 UTC
+            kw["retry_after"] = max(err.retry_after or 0.0, DAY - time.time() % DAY)
+            if err.rate_limit is not None:
+                err.rate_limit.retry_after = kw["retry_after"]
             return RateLimited(err.message, **kw)
         return err

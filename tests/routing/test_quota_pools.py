@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import calendar
 import json
+import time
 
 import pytest
 
@@ -143,3 +144,16 @@ def test_a_settlement_reaches_the_other_process(redis_url, cloudflare):  # noqa:
     assert run(two.sync(T0 + 7))
     state = two.quotas[f"a:{m.provider_id}"]["used:neurons/day"]
     assert state[1] == pytest.approx(10 * NEURONS_IN + 10 * NEURONS_OUT + 2 * one.estimate(m, chat(500)), abs=1e-3)
+
+
+async def test_cloudflares_spent_allocation_waits_for_midnight(make_adapter, fake):
+    from registry.providers.errors import RateLimited
+    from tests.routing.conftest import chat_request
+
+    fake.state.push("cloudflare", "rate_limit", retry_after=7)  # 3036: the day's free neurons are spent
+    with pytest.raises(RateLimited) as caught:
+        await make_adapter("cloudflare").chat(chat_request("cloudflare"))
+
+    to_midnight = DAY - time.time() % DAY
+    assert caught.value.retry_after == pytest.approx(to_midnight, abs=5)
+    assert caught.value.rate_limit is None or caught.value.rate_limit.retry_after == caught.value.retry_after
