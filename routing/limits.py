@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import threading
 import time
 from typing import TYPE_CHECKING
 
 from django.conf import settings
 from rest_framework.throttling import BaseThrottle
+
+from routing.shared import key_counter, sync_client
 
 if TYPE_CHECKING:
     from registry.auth import Principal
@@ -118,69 +119,10 @@ def scope_ip(scope: dict, headers: dict[str, str]) -> str:
 
 # ---------------------------------------------------------------- sync counting (REST side)
 
-class _SyncRedis:
-    """A sync Redis client with short timeouts, skipped for `retry_seconds` after a failure."""
-
-    def __init__(self, url: str, timeout: float, retry_seconds: float = 1.0):
-        import redis
-
-        self.client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=None)
-        self.retry_seconds = retry_seconds
-        self.down_until = 0.0
-
-    def count_key(self, name: str) -> int | None:
-        """One more request on a key's per-minute counter (routing.live.count_key); None when Redis
-        does not answer."""
-        from routing.live import count_key
-
-        def count(pipe) -> None:
-            count_key(pipe, name)
-
-        results = self._pipeline(count)
-        return None if results is None else int(results[0])
-
-    def get(self, names: list[str]) -> list | None:
-        """The values of `names`, or None when Redis does not answer."""
-        def read(pipe) -> None:
-            for name in names:
-                pipe.get(name)
-
-        return self._pipeline(read)
-
-    def _pipeline(self, fill) -> list | None:
-        if time.monotonic() < self.down_until:
-            return None
-        from redis.exceptions import RedisError
-
-        try:
-            pipe = self.client.pipeline(transaction=False)
-            fill(pipe)
-            return pipe.execute()
-        except (RedisError, OSError) as exc:
-            log.warning("Redis unreachable for rate limits (%s); counting in this process", type(exc).__name__)
-            self.down_until = time.monotonic() + self.retry_seconds
-            return None
-
-
-_clients: dict[str, _SyncRedis] = {}
-_clients_lock = threading.Lock()
-
-
-def sync_client(url: str, timeout: float) -> _SyncRedis:
-    client = _clients.get(url)
-    if client is None:
-        with _clients_lock:
-            client = _clients.get(url) or _SyncRedis(url, timeout)
-            _clients[url] = client
-    return client
-
-
 def admit_sync(live: LiveState, key: str, limit: int, now: float) -> float | None:
     """`LiveState.admit_key` for sync code: the same Redis counter, else the same local one, and the
     same verdict (`LiveState.key_counted`). A lost increment between a REST thread and the event
     loop is the price of taking no lock the gateway would have to wait on."""
-    from routing.live import key_counter
-
     count = None
     if live.shared is not None:
         name = key_counter(live.prefix, key, int(now // 60))

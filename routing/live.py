@@ -34,7 +34,6 @@ Time comes in as `now`, epoch seconds (one clock, DESIGN.md).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import threading
@@ -46,6 +45,7 @@ from registry.quota import window_bounds, window_bucket
 from registry.selectors import ModelView
 from routing.breaker import OPEN, BreakerConfig, Breakers
 from routing.router import Live
+from routing.shared import Shared, Unavailable, count_key, key_counter, sync_client
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,6 @@ LIMIT_FIELDS = {"requests/minute": "free_rpm", "requests/day": "free_rpd", "requ
 # Reserved before a call, atomically across processes: one request, or the call's estimated cost.
 RESERVED_WINDOWS = ("requests/minute", "requests/day", "requests/month", "neurons/day")
 COST_WINDOWS = frozenset({"neurons/day"})
-KEY_TTL = 61  # seconds a key's per-minute counter lives
 PREFIX = "afmts:"
 MAX_PENDING = 10_000  # pushes waiting for Redis; past this the oldest are dropped (and counted)
 ACTIVE_SECONDS = 120.0  # a scope is pulled from Redis while this process used it this recently
@@ -95,10 +94,6 @@ return 1
 """
 
 
-class Unavailable(Exception):
-    """Redis could not be reached (or answered too slowly); the caller falls back to this process."""
-
-
 def scope_of(m: ModelView) -> str:
     return f"a:{m.provider_id}" if m.quota_scope == "account" else f"m:{m.pk}"
 
@@ -128,73 +123,6 @@ def _number(value: Any) -> int | float:
     """A counter read from Redis: requests are whole, neurons fractional."""
     number = float(value)
     return int(number) if number.is_integer() else number
-
-
-def key_counter(prefix: str, key: str, minute: int) -> str:
-    """The Redis counter of an API key's (or an address's) requests in one UTC minute."""
-    return f"{prefix}ratelimit:{key}:{minute}"
-
-
-def count_key(pipe, name: str, amount: int = 1) -> None:
-    """The one rule of a per-minute key counter, on a sync or an async pipeline: add, and keep it
-    a minute (the caller reads the count from the pipeline's first result)."""
-    pipe.incrby(name, amount)
-    pipe.expire(name, KEY_TTL)
-
-
-class Shared:
-    """Redis through `redis.asyncio`, one client per event loop, every call bounded by `timeout`.
-    After a failure Redis is skipped for `retry_seconds`, so a dead Redis costs requests nothing."""
-
-    def __init__(self, url: str, *, timeout: float = 0.25, retry_seconds: float = 1.0):
-        self.url, self.timeout, self.retry_seconds = url, timeout, retry_seconds
-        self._client = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.down_until = 0.0
-        self.error = ""
-        self._scripts: dict[str, Any] = {}
-
-    @property
-    def available(self) -> bool:
-        return time.monotonic() >= self.down_until
-
-    def _get_client(self):
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
-            import redis.asyncio
-
-            self._client = redis.asyncio.Redis.from_url(
-                self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout, retry=None,
-            )
-            self._loop = loop
-            self._scripts = {}
-        return self._client
-
-    def script(self, source: str):
-        client = self._get_client()
-        if source not in self._scripts:
-            self._scripts[source] = client.register_script(source)
-        return self._scripts[source]
-
-    async def call(self, fn):
-        """`await fn(client)` within the timeout, or raise Unavailable."""
-        if not self.available:
-            raise Unavailable(self.error)
-        from redis.exceptions import RedisError
-
-        try:
-            async with asyncio.timeout(self.timeout * 2):
-                result = await fn(self._get_client())
-        except (RedisError, OSError, TimeoutError) as exc:
-            if not self.error:
-                log.warning("Redis unreachable (%s); live state continues in this process", type(exc).__name__)
-            self.error = type(exc).__name__
-            self.down_until = time.monotonic() + self.retry_seconds
-            raise Unavailable(self.error) from None
-        if self.error:
-            log.warning("Redis is back; live state is shared again")
-            self.error = ""
-        return result
 
 
 class LiveState(Live):
@@ -752,7 +680,6 @@ def pool_usage(scope: str, limits: dict[str, int], now: float) -> dict[str, dict
     /api/free-models): the shared counters when Redis answers, plus what this process has not pushed
     yet; else this process's own count. Sync: a REST view's call, never the event loop's."""
     from routing.gateway.runtime import runtime
-    from routing.limits import sync_client
 
     live = runtime.live
     windows = list(limits)
