@@ -32,6 +32,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from afmts import metrics as series
+from routing.live import LIMIT_FIELDS, WINDOWS
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +199,7 @@ class _Figures:
             if m.is_free:
                 if m.status == "available":
                     self.free[m.provider] += 1
-                if m.free_rpm or m.free_rpd or m.free_tpm or m.free_tpd:
+                if any(getattr(m, field) for field in LIMIT_FIELDS.values()):
                     self.scopes.setdefault(_scope(m), m)
         self.free_by_scope = {_scope(m): m for m in snap.models if m.is_free and m.routable}
         self.prefixes: dict[Any, str] = {}  # label text of quota and breaker lines
@@ -208,8 +209,7 @@ class _Figures:
         """The quota windows the registry gives `m` a limit for."""
         found = self._windows.get(m.pk)
         if found is None:
-            limits = (m.free_rpm, m.free_rpd, m.free_tpm, m.free_tpd)
-            found = self._windows[m.pk] = [w for w, limit in zip(WINDOWS, limits, strict=True) if limit is not None]
+            found = self._windows[m.pk] = [w for w in WINDOWS if getattr(m, LIMIT_FIELDS[w]) is not None]
         return found
 
 
@@ -313,7 +313,6 @@ def _live_text(figures: _Figures) -> list[str]:
     return out
 
 
-WINDOWS = ("requests/minute", "requests/day", "tokens/minute", "tokens/day")
 OBSERVED = {w: f"obs:{w}" for w in WINDOWS}  # routing.live's key of a provider-reported window
 
 

@@ -11,6 +11,7 @@ import uuid
 import httpx
 import pytest
 from django.conf import settings as django_settings
+from prometheus_client.parser import text_string_to_metric_families
 
 from registry import services, tracker
 from registry.fakes import KEY
@@ -105,3 +106,22 @@ def test_a_monthly_pool_stops_the_calls_until_the_first(gateway, live, fake, use
     window = pool(gateway, user_secret, "cohere")["windows"]["requests/month"]
     assert (window["used"], window["remaining"], window["limit"]) == (3, 0, 3)
     assert window["resetAt"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(first))
+    # /metrics shows the pool's window like the minute and day ones (an account pool: no model label).
+    assert quota_gauges(gateway)[("cohere", "", "requests/month")] == 0
+
+
+def test_metrics_show_the_neuron_pool_left(gateway, live, fake, user_secret, small_pools):
+    discovered(fake, "cloudflare")
+    assert chat(gateway, user_secret, LLAMA, max_tokens=20).status_code == 200
+
+    left = pool(gateway, user_secret, "cloudflare")["windows"]["neurons/day"]["remaining"]
+    assert 0 < left < 5
+    assert quota_gauges(gateway)[("cloudflare", "", "neurons/day")] == pytest.approx(left, abs=0.01)
+
+
+def quota_gauges(url: str) -> dict[tuple[str, str, str], float]:
+    reply = httpx.get(f"{url}/metrics", timeout=10)
+    assert reply.status_code == 200
+    return {(s.labels["provider"], s.labels["model"], s.labels["window"]): s.value
+            for family in text_string_to_metric_families(reply.text) for s in family.samples
+            if s.name == "afmts_free_quota_remaining"}
