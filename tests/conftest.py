@@ -17,6 +17,7 @@ from rest_framework.test import APIClient
 
 from registry import services, version
 from registry.models import KeyScope
+from registry.providers.http import left_open
 from tests.routing.conftest import fake, fake_server  # noqa: F401 - the fake providers, for every test folder
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -86,6 +87,15 @@ def asgi_address() -> tuple[str, int]:
 @pytest.fixture(scope="session")
 def asgi_url(asgi_address) -> str:
     return "http://{}:{}".format(*asgi_address)
+
+
+@pytest.fixture(autouse=True)
+def _upstream_clients_closed():
+    """A test (or the code it runs) that closes an event loop with upstream clients still open fails:
+    they would hold their sockets until exit and print "Unclosed client session" there."""
+    yield
+    left = left_open()
+    assert not left, f"upstream clients left open on an ended event loop: {', '.join(sorted(left))}"
 
 
 @pytest.fixture(autouse=True)

@@ -196,8 +196,7 @@ async def lines_capped(chunks: AsyncIterator[bytes], cap: int, kind: str) -> Asy
 
 
 def shared_client(kind: str, base_url: str, timeouts: Timeouts) -> httpx.AsyncClient:
-    loop = asyncio.get_running_loop()
-    per_loop = _clients.setdefault(loop, {})
+    per_loop = _of_this_loop(_clients)
     key = (kind, base_url)
     client = per_loop.get(key)
     if client is None or client.is_closed:
@@ -237,8 +236,7 @@ _sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, 
 
 
 def shared_session(kind: str, base_url: str) -> aiohttp.ClientSession:
-    loop = asyncio.get_running_loop()
-    per_loop = _sessions.setdefault(loop, {})
+    per_loop = _of_this_loop(_sessions)
     session = per_loop.get((kind, base_url))
     if session is None or session.closed:
         session = per_loop[(kind, base_url)] = policy_session(kind, limit=256, keepalive_timeout=30,
@@ -324,6 +322,35 @@ async def open_stream(kind: str, base_url: str, timeouts: Timeouts, method: str,
         raise refused(exc, kind) from None
 
 
+def _of_this_loop(by_loop: weakref.WeakKeyDictionary) -> dict:
+    """This loop's clients in `by_loop`; the loop's first client also starts the task that closes
+    them when the loop ends."""
+    loop = asyncio.get_running_loop()
+    per_loop = by_loop.get(loop)
+    if per_loop is None:
+        per_loop = by_loop[loop] = {}
+        if loop not in _closers:
+            _closers[loop] = loop.create_task(_close_when_the_loop_ends(), name="afmts-close-upstream-clients")
+    return per_loop
+
+
+_closers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task] = weakref.WeakKeyDictionary()
+
+
+async def _close_when_the_loop_ends() -> None:
+    """Waits for its loop's end: asyncio.run and asyncio.Runner (uvicorn, asgiref's async_to_sync,
+    pytest-asyncio) cancel the tasks left before they close the loop, and this one then closes the
+    loop's clients while the loop still runs. Without it a loop whose owner never calls
+    `close_clients()` (the gateway's under uvicorn, an async view's under a sync caller) would leave
+    their sockets open until exit, where aiohttp warns "Unclosed client session"."""
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.create_future()
+    finally:
+        _closers.pop(loop, None)
+        await close_clients()
+
+
 async def close_clients() -> None:
     """Close this loop's clients (process shutdown, end of a test)."""
     loop = asyncio.get_running_loop()
@@ -331,3 +358,15 @@ async def close_clients() -> None:
         await client.aclose()
     for session in (_sessions.pop(loop, None) or {}).values():
         await session.close()
+
+
+def left_open() -> list[str]:
+    """The clients ("kind base_url") of event loops closed while they were open — a loop closed
+    without ending its tasks, so `_close_when_the_loop_ends` never ran — forgotten as they are named.
+    Their sockets stay open until exit, where aiohttp warns "Unclosed client session"."""
+    found = []
+    for by_loop in (_clients, _sessions):
+        for loop in [loop for loop in list(by_loop.keys()) if loop.is_closed()]:
+            found += [f"{kind} {base_url}" for (kind, base_url), client in by_loop.pop(loop).items()
+                      if not getattr(client, "is_closed", getattr(client, "closed", True))]
+    return found
