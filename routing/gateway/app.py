@@ -59,6 +59,9 @@ from routing.gateway.runtime import runtime
 from routing.router import POLICY_NAMES, Plan, Requirements, UnknownModel, plan
 
 OPENAI = "openai"
+# A non-streaming call starts watching for its client's disconnect only after this long: most
+# replies from a fast upstream come sooner, and a client gone meanwhile still cancels the rest.
+WATCH_AFTER_SECONDS = 0.05
 log = logging.getLogger(__name__)
 
 
@@ -340,7 +343,7 @@ class Gateway:
                        shape: Callable[[dict, Call], dict]) -> None:
         """Run a non-streaming call; a client that goes away cancels it (and so the upstream request)."""
         watch = DisconnectWatch(receive)
-        watch.start(cancel_on_leave=True)
+        watch.start(cancel_on_leave=True, after=WATCH_AFTER_SECONDS)
         try:
             result = await attempt(call, p, view, method=method)
         except GatewayError as exc:

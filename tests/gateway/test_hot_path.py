@@ -107,6 +107,25 @@ def test_a_client_that_leaves_mid_stream_cancels_the_upstream(gateway, user_secr
     assert upstream["t_last_frame"] is None  # the upstream never got to send its last chunk
 
 
+def test_a_client_that_leaves_before_the_reply_cancels_the_upstream_call(gateway, user_secret, provider, fake):
+    from analytics.models import UsageRecord
+
+    provider("groq", models=[FREE])
+    fake.state.push("groq", "hang", seconds=1.5)
+
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{gateway}/v1/chat/completions", headers={"authorization": f"Bearer {user_secret}"},
+                   json={"model": "free", "messages": HI}, timeout=0.4)
+    deadline = time.monotonic() + 5
+    while not flush() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    record = UsageRecord.objects.get()
+    assert (record.status, record.http_status) == ("client_disconnected", 499)
+    # Ended when the client left (0.4 s), not when the upstream would have answered (1.5 s).
+    assert record.latency_ms < 1200
+
+
 def test_results_feed_passive_health_and_free_quota(client, provider, fake, user_api):
     provider("groq", models=[FREE])
     fake.state.quota["groq"] = {"remaining_requests": 2}
