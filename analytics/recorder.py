@@ -35,7 +35,6 @@ import re
 import secrets
 import threading
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -70,7 +69,7 @@ def request_id_for(header: str | None) -> str:
     else a generated one: it is stored with the usage record and echoed in the response."""
     if header and len(header) <= 64 and REQUEST_ID.fullmatch(header):
         return header
-    return f"req_{uuid.uuid4().hex[:24]}"
+    return f"req_{secrets.token_hex(12)}"  # 24 random hex digits, as a uuid4's were, at half the cost
 
 
 @dataclass

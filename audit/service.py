@@ -8,6 +8,8 @@ trusted proxy), the one place that reads them for rate limits too."""
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import os
 import time
 from dataclasses import dataclass
@@ -35,9 +37,10 @@ def scope_meta(scope: dict, headers: dict[str, str]) -> tuple[str | None, str]:
     return _ip(scope_ip(scope, headers)), headers.get("user-agent", "")[:255]
 
 
+@functools.lru_cache(maxsize=4096)
 def _ip(value: str | None) -> str | None:
-    import ipaddress
-
+    # Cached: the gateway asks on every request, and parsing an address costs more than the rest
+    # of noting the key's use; a client's address repeats.
     try:
         return str(ipaddress.ip_address(value or ""))
     except ValueError:
