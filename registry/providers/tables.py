@@ -17,6 +17,9 @@ from typing import Any
 from django.conf import settings
 
 HERE = Path(__file__).resolve().parent
+# As strings: a listing looks the tables up for each of its models, and joining a Path each time
+# cost more than the look-up.
+FREE_TIERS_FILE, PRICES_FILE = str(HERE / "free_tiers.json"), str(HERE / "prices.json")
 # A dated snapshot id ("gpt-4o-2024-08-06", "claude-sonnet-4-5-20250929") costs what its family costs.
 _DATED = re.compile(r"^-(\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
 
@@ -43,11 +46,11 @@ def _load(path: str) -> dict[str, Any]:
 
 
 def free_tiers() -> dict[str, Any]:
-    return _load(str(settings.AFMTS_FREE_TIERS_FILE or HERE / "free_tiers.json"))
+    return _load(str(settings.AFMTS_FREE_TIERS_FILE or FREE_TIERS_FILE))
 
 
 def prices() -> dict[str, Any]:
-    return _load(str(settings.AFMTS_PRICES_FILE or HERE / "prices.json"))
+    return _load(str(settings.AFMTS_PRICES_FILE or PRICES_FILE))
 
 
 def _quota(values: dict[str, Any] | None) -> dict[str, int | None]:
