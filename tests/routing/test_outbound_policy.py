@@ -5,6 +5,7 @@ observed, not assumed."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Callable, Iterator
 
@@ -138,6 +139,15 @@ async def test_an_oversized_reply_is_an_upstream_error(transport, spot, settings
     assert "4096-byte cap" in caught.value.message and caught.value.retryable
     settings.AFMTS_UPSTREAM_MAX_REPLY_BYTES = 1 << 20
     assert (await adapter("openai_compatible", url).chat(CHAT))["choices"]
+
+
+async def test_a_compressed_reply_that_inflates_past_the_cap_is_an_upstream_error(transport, spot, settings):
+    settings.AFMTS_UPSTREAM_MAX_REPLY_BYTES = 4096
+    packed = gzip.compress(completion("x" * 10_000))  # its Content-Length is well under the cap
+    server = spot(lambda h: send(h, packed, headers={"content-encoding": "gzip"}))
+
+    with pytest.raises(ReplyTooLarge):
+        await adapter("openai_compatible", f"http://127.0.0.1:{server.port}").chat(CHAT)
 
 
 async def test_an_oversized_stream_line_is_an_upstream_error(transport, spot, settings):
