@@ -186,6 +186,14 @@ def assemble(chunks: list[dict]) -> dict:
             "usage": use}
 
 
+def listed(payload: Any, key: str, kind: str) -> list:
+    """The array a listing keeps under `key` (`data`, `models`); MalformedReply when there is none."""
+    items = payload.get(key) if isinstance(payload, dict) else None
+    if not isinstance(items, list):
+        raise MalformedReply(f"listing has no {key} array", provider=kind)
+    return items
+
+
 class StreamParser:
     """What every stream parser shares: a framing decoder (SSE, NDJSON), the reply's id, model and
     creation time for its chunks, and `close()` raising UpstreamUnavailable when the stream ended before
@@ -347,10 +355,7 @@ class Adapter:
     def listing_items(self, payload: Any) -> list:
         if isinstance(payload, list):  # Cerebras/Together: a bare array
             return payload
-        data = payload.get("data")
-        if not isinstance(data, list):
-            raise MalformedReply("listing has no data array", provider=self.kind)
-        return data
+        return listed(payload, "data", self.kind)
 
     def parse_model(self, raw: dict) -> ModelRecord | None:
         """One listing entry -> a record (None to leave it out on purpose). Raise on garbage."""

@@ -29,7 +29,7 @@ import json
 import time
 from typing import Any
 
-from registry.providers.base import Adapter, StreamParser, text_of, usage
+from registry.providers.base import Adapter, StreamParser, listed, text_of, usage
 from registry.providers.errors import MalformedReply, UpstreamUnavailable
 from registry.providers.streams import SSEDecoder
 from registry.providers.types import ModelRecord
@@ -67,10 +67,7 @@ class CohereAdapter(Adapter):
         return {"page_token": token} if isinstance(token, str) and token else None
 
     def listing_items(self, payload: Any) -> list:
-        models = payload.get("models") if isinstance(payload, dict) else None
-        if not isinstance(models, list):
-            raise MalformedReply("listing has no models array", provider=self.kind)
-        return models
+        return listed(payload, "models", self.kind)
 
     def parse_model(self, raw: dict) -> ModelRecord | None:
         mid = raw["name"]

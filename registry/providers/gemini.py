@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from registry.providers.base import Adapter, chunk, data_url, text_of, usage
+from registry.providers.base import Adapter, chunk, data_url, listed, text_of, usage
 from registry.providers.errors import AuthError, MalformedReply, ProviderError, RateLimited, UpstreamUnavailable
 from registry.providers.ratelimits import parse_duration
 from registry.providers.streams import JSONArrayDecoder, SSEDecoder
@@ -86,12 +86,9 @@ class GeminiAdapter(Adapter):
 
     # ---------------------------------------------------------------- listing
     def listing_items(self, payload: Any) -> list:
-        models = payload.get("models") if isinstance(payload, dict) else None
-        if models is None and isinstance(payload, dict) and "nextPageToken" not in payload:
+        if isinstance(payload, dict) and payload.get("models") is None and "nextPageToken" not in payload:
             return []
-        if not isinstance(models, list):
-            raise MalformedReply("listing has no models array", provider=self.kind)
-        return models
+        return listed(payload, "models", self.kind)
 
     def next_page(self, payload: Any) -> dict[str, str] | None:
         token = payload.get("nextPageToken") if isinstance(payload, dict) else None

@@ -7,8 +7,8 @@ import json
 import time
 from typing import Any, ClassVar
 
-from registry.providers.base import Adapter, StreamParser, data_url, text_of, usage
-from registry.providers.errors import MalformedReply, NotFoundError, ProviderError
+from registry.providers.base import Adapter, StreamParser, data_url, listed, text_of, usage
+from registry.providers.errors import NotFoundError, ProviderError
 from registry.providers.streams import NDJSONDecoder
 from registry.providers.types import Listing, ModelRecord
 
@@ -46,10 +46,7 @@ class OllamaAdapter(Adapter):
     always_local = True
 
     def listing_items(self, payload: Any) -> list:
-        models = payload.get("models") if isinstance(payload, dict) else None
-        if not isinstance(models, list):
-            raise MalformedReply("listing has no models array", provider=self.kind)
-        return models
+        return listed(payload, "models", self.kind)
 
     def parse_model(self, raw: dict) -> ModelRecord | None:
         name = raw.get("model") or raw["name"]
