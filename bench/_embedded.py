@@ -11,11 +11,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def setup(prefix: str) -> Path:
-    """Point the project at a new temporary data folder in embedded mode, set Django up, return the folder."""
+def setup(prefix: str, *, database_url: str | None = None, redis_url: str | None = None) -> Path:
+    """Point the project at a new temporary data folder in embedded mode, set Django up, return the folder.
+    Given a database URL and a Redis URL, it runs in server mode on them instead (secrets generated
+    in the folder)."""
     data_dir = Path(tempfile.mkdtemp(prefix=prefix))
     for name in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "FERNET_KEYS", "SECRET_KEY"):
         os.environ.pop(name, None)
+    if database_url and redis_url:
+        os.environ.update(DATABASE_URL=database_url, REDIS_URL=redis_url, AFMTS_ALLOW_GENERATED_SECRETS="1")
     os.environ["AFMTS_DATA_DIR"] = str(data_dir)
     os.environ["DJANGO_SETTINGS_MODULE"] = "afmts.settings"
     os.environ.setdefault("LOG_LEVEL", "WARNING")

@@ -1,13 +1,17 @@
 """Benchmark of a discovery cycle (issue 4).
 
     .venv/bin/python bench/discovery.py [--models 500] [--slow 2.0] [--slow-provider mistral] [--kinds a,b,...]
+                                        [--database-url postgres://user@host:5432/postgres --redis-url redis://host:6379/N]
 
 Seventeen providers (every adapter kind) at the fake provider server, each listing `--models` models in
 its own wire format, one of them answering only after `--slow` seconds. Runs a first cycle (all
-models new) and then an unchanged cycle, and reports the time of each and the database writes
+models new) and then an unchanged cycle, and reports the time of each, the CPU time this process
+spent on it (all its threads; not the fake providers' or the database's) and the database writes
 (INSERT/UPDATE/DELETE statements, from every thread) of each.
 Targets: each cycle under slow + 0.5 s (bounded by the slowest provider, not the sum); the unchanged
 cycle writes nothing. Self-contained (a temporary embedded-mode data folder); it reports, never fails.
+With --database-url and --redis-url it runs in server mode: on a database of its own that it
+creates on that PostgreSQL server (and drops), with that Redis as cache and channel layer.
 """
 
 from __future__ import annotations
@@ -21,10 +25,48 @@ import subprocess
 import sys
 import threading
 import time
+from urllib.parse import urlsplit, urlunsplit
 
 from _embedded import ROOT, setup  # noqa: E402 - sets Django up first
 
-DATA_DIR = setup("afmts-bench-discovery-")
+
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", type=int, default=500)
+    parser.add_argument("--slow", type=float, default=2.0)
+    parser.add_argument("--slow-provider", default="mistral", help="an adapter kind")
+    parser.add_argument("--kinds", default="", help="comma-separated kinds (default: every kind)")
+    parser.add_argument("--database-url", help="a PostgreSQL server (server mode, with --redis-url)")
+    parser.add_argument("--redis-url", help="a Redis database (server mode, with --database-url)")
+    args = parser.parse_args()
+    if bool(args.database_url) != bool(args.redis_url):
+        parser.error("server mode needs both --database-url and --redis-url")
+    return args
+
+
+def own_database(server_url: str) -> str:
+    """A new database of the bench's own on this PostgreSQL server; its URL."""
+    import psycopg
+
+    name = f"afmts_bench_discovery_{os.getpid()}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name}")
+    return urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
+
+
+def drop_database(server_url: str, url: str) -> None:
+    import psycopg
+    from django.db import connections
+
+    connections.close_all()
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {urlsplit(url).path.lstrip('/')} WITH (FORCE)")
+
+
+ARGS = arguments()  # before Django is set up: the mode depends on them
+DATABASE_URL = own_database(ARGS.database_url) if ARGS.database_url else None
+DATA_DIR = setup("afmts-bench-discovery-", database_url=DATABASE_URL, redis_url=ARGS.redis_url)
 
 import httpx  # noqa: E402
 from django.core.management import call_command  # noqa: E402
@@ -62,7 +104,7 @@ def entries(kind: str, n: int) -> list[dict]:
 
 
 class Writes:
-    """Counts INSERT/UPDATE/DELETE statements from every thread."""
+    """Counts INSERT/UPDATE/DELETE statements (and PostgreSQL COPYs) from every thread."""
 
     def __init__(self) -> None:
         self.count = 0
@@ -76,6 +118,17 @@ class Writes:
             return original(cursor, sql, *args, **kwargs)
 
         CursorWrapper.execute = execute
+        if DATABASE_URL:
+            import psycopg
+
+            original_copy = psycopg.Cursor.copy
+
+            def copy(cursor, statement, *args, **kwargs):
+                with self.lock:
+                    self.count += 1
+                return original_copy(cursor, statement, *args, **kwargs)
+
+            psycopg.Cursor.copy = copy
 
 
 class FakeProviders:
@@ -109,13 +162,10 @@ class FakeProviders:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", type=int, default=500)
-    parser.add_argument("--slow", type=float, default=2.0)
-    parser.add_argument("--slow-provider", default="mistral", choices=sorted(ADAPTERS))
-    parser.add_argument("--kinds", default=",".join(ADAPTERS), help="comma-separated kinds (default: every kind)")
-    args = parser.parse_args()
-    kinds = [k for k in args.kinds.split(",") if k]
+    args = ARGS
+    kinds = [k for k in args.kinds.split(",") if k] or list(ADAPTERS)
+    if unknown := {args.slow_provider, *kinds} - set(ADAPTERS):
+        raise SystemExit(f"unknown kind(s): {', '.join(sorted(unknown))}; known: {', '.join(ADAPTERS)}")
 
     call_command("migrate", verbosity=0)
     fake = FakeProviders()
@@ -131,30 +181,34 @@ def main() -> None:
             fake.control("scenario", {"provider": args.slow_provider, "scenario": "slow_first_byte",
                                       "params": {"seconds": args.slow}})
             before = writes.count
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             results = tracker.discover()
-            seconds = time.perf_counter() - started
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
             if os.environ.get("BENCH_VERBOSE"):
                 print(label, sorted((round(r.seconds, 3), r.provider) for r in results))
             rows.append((label, sum(r.seen for r in results), sum(r.new for r in results),
-                         sum(r.changed for r in results), sum(1 for r in results if r.error), seconds,
+                         sum(r.changed for r in results), sum(1 for r in results if r.error), seconds, cpu,
                          writes.count - before))
         total = AIModel.objects.count()
     finally:
         fake.stop()
+        if DATABASE_URL:
+            drop_database(args.database_url, DATABASE_URL)
         shutil.rmtree(DATA_DIR, ignore_errors=True)
 
     target = args.slow + 0.5
+    mode = "server mode: PostgreSQL + Redis" if DATABASE_URL else "embedded SQLite"
     print(f"\nDiscovery: {len(kinds)} providers x {args.models} models, {args.slow_provider} slowed by {args.slow:g} s "
-          f"(embedded SQLite, fake providers on 127.0.0.1; {total} models registered)\n")
-    header = f"{'cycle':<24} {'seen':>6} {'new':>6} {'changed':>7} {'errors':>6} {'time s':>7} {'target':>7} {'writes':>7}  met?"
+          f"({mode}, fake providers on 127.0.0.1; {total} models registered)\n")
+    header = (f"{'cycle':<24} {'seen':>6} {'new':>6} {'changed':>7} {'errors':>6} {'time s':>7} {'target':>7} "
+              f"{'cpu s':>6} {'writes':>7}  met?")
     print(header)
     print("-" * len(header))
-    for label, seen, new, changed, errors, seconds, written in rows:
+    for label, seen, new, changed, errors, seconds, cpu, written in rows:
         unchanged = label.startswith("unchanged")
         met = seconds < target and (written == 0 if unchanged else True) and not errors
         print(f"{label:<24} {seen:>6} {new:>6} {changed:>7} {errors:>6} {seconds:>7.2f} {'<' + format(target, '.1f'):>7} "
-              f"{written:>7}  {'yes' if met else 'NO'}")
+              f"{cpu:>6.2f} {written:>7}  {'yes' if met else 'NO'}")
     print("\nTargets: each cycle under the slowest provider + 0.5 s; the unchanged cycle writes nothing.")
 
 

@@ -6,8 +6,9 @@ Django's bulk_create prepares every value of every field through the field's get
 rows that was most of a discovery cycle's time. `insert_rows` takes plain rows (dicts by attribute
 name; a missing field gets its default), prepares only what needs it — JSON, dates, decimals —
 once per object (the rows of a cycle share their times and defaults), passes the rest as is, and
-sends one `INSERT … RETURNING id` per batch as large as the database allows (SQLite ≥ 3.35 and
-PostgreSQL both return ids). No signals are sent (bulk_create sends none either).
+sends them in as few statements as the database allows: on SQLite one `INSERT … RETURNING id` per
+batch of up to 2,000 rows, on PostgreSQL one COPY (see `_copy`). No signals are sent (bulk_create
+sends none either).
 """
 
 from __future__ import annotations
@@ -118,6 +119,8 @@ def _execute(meta, fields: Sequence[models.Field], values: list[list[Any]]) -> l
             if key not in ready:
                 ready[key] = prep(one[i])
             one[i] = ready[key]
+    if connection.vendor == "postgresql":
+        return _copy(connection, meta, fields, values)
     quote = connection.ops.quote_name
     columns = ", ".join(quote(f.column) for f in fields)
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
@@ -132,4 +135,24 @@ def _execute(meta, fields: Sequence[models.Field], values: list[list[Any]]) -> l
                 list(chain.from_iterable(batch)),
             )
             pks.extend(pk for (pk,) in cursor.fetchall())
+    return pks
+
+
+def _copy(connection, meta, fields: Sequence[models.Field], values: list[list[Any]]) -> list[int]:
+    """PostgreSQL: the ids are drawn from the table's sequence first, then the rows go by COPY.
+    psycopg reads the text of a multi-row INSERT in Python, placeholder by placeholder (a 2,000-row
+    batch has 60,000), and quotes each value; COPY formats the rows in C: a tenth of the CPU.
+    Drawn inside the caller's transaction, the ids keep the order an insert would give them (the
+    event publisher holds the registry version's row lock meanwhile, so events commit in id order)."""
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+            [meta.db_table, meta.pk.column, len(values)],
+        )
+        pks = [pk for (pk,) in cursor.fetchall()]
+        columns = ", ".join(quote(column) for column in [meta.pk.column, *(f.column for f in fields)])
+        with cursor.cursor.copy(f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN") as copy:
+            for pk, one in zip(pks, values, strict=True):
+                copy.write_row([pk, *one])
     return pks
