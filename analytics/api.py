@@ -8,14 +8,15 @@ and may narrow to one with `?key=`. Money is a decimal string (exact), times are
 from __future__ import annotations
 
 import csv
+import io
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC
 from typing import Any
 
 from django.db.models import Count, Q
-from django.http import StreamingHttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -50,20 +51,14 @@ class CSVRenderer(BaseRenderer):
         return JSONRenderer().render(data)
 
 
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
-def stream_csv(header: list[str], rows: Iterable[list[Any]], filename: str) -> StreamingHttpResponse:
-    writer = csv.writer(_Echo())
-
-    def lines() -> Iterator[str]:
-        yield writer.writerow(header)
-        for row in rows:
-            yield writer.writerow(row)
-
-    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+def csv_response(header: list[str], rows: Iterable[list[Any]], filename: str) -> HttpResponse:
+    """The table as one CSV body. Not streamed: the rows are in memory already, and Django under ASGI
+    would read a sync iterator whole anyway (warning that it must)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(header)
+    writer.writerows(rows)
+    response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
 
@@ -283,10 +278,10 @@ def _summary_row(s: dict[str, Any]) -> list[Any]:
             s["costUsd"], s["referenceCostUsd"], s["savingsUsd"], s["unpricedRequests"]]
 
 
-def _series_csv(points: list[dict[str, Any]], filename: str) -> StreamingHttpResponse:
+def _series_csv(points: list[dict[str, Any]], filename: str) -> HttpResponse:
     header = ["start", "requests", "errors", "errorRate", "latencyP50Ms", "latencyP95Ms", "latencyP99Ms",
               "ttftP50Ms", "ttftP95Ms", "ttftP99Ms", "tokensIn", "tokensOut", "costUsd", "savingsUsd"]
-    return stream_csv(header, ([p["start"], p["requests"], p["errors"], p["errorRate"], p["latencyMs"]["p50"],
+    return csv_response(header, ([p["start"], p["requests"], p["errors"], p["errorRate"], p["latencyMs"]["p50"],
                                 p["latencyMs"]["p95"], p["latencyMs"]["p99"], p["ttftMs"]["p50"], p["ttftMs"]["p95"],
                                 p["ttftMs"]["p99"], p["tokensIn"], p["tokensOut"], p["costUsd"], p["savingsUsd"]]
                                for p in points), filename)
@@ -305,7 +300,7 @@ class PerformanceView(AnalyticsView):
         if as_csv:
             rows = [["(all)", "", "", *_summary_row(report["totals"])]]
             rows += [[m["model"], m["modelId"] or "", m["provider"], *_summary_row(m)] for m in report["models"]]
-            return stream_csv(["model", "modelId", "provider", *SUMMARY_CSV], rows, "performance.csv")
+            return csv_response(["model", "modelId", "provider", *SUMMARY_CSV], rows, "performance.csv")
         return Response(report)
 
 
@@ -354,7 +349,7 @@ class CostsView(AnalyticsView):
         if as_csv:
             fields = ["day", "keyId", "key", "provider", "requests", "tokensIn", "tokensOut", "costUsd",
                       "referenceCostUsd", "savingsUsd", "unpricedRequests"]
-            return stream_csv(fields, ([r[f] if r[f] is not None else "" for f in fields] for r in rows), "costs.csv")
+            return csv_response(fields, ([r[f] if r[f] is not None else "" for f in fields] for r in rows), "costs.csv")
         head = {"window": w.name or None, "since": w.since, "until": w.until, "resolution": "day"}
         return Response({**head, "rows": rows})
 

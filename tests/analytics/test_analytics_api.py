@@ -6,8 +6,10 @@ from __future__ import annotations
 import csv
 import io
 import time
+import warnings
 from decimal import Decimal
 
+import httpx
 import pytest
 
 from analytics import rollups
@@ -103,19 +105,31 @@ def test_costs_are_by_day_key_and_provider(admin_api, traffic, two_users):
     assert Decimal(by[("bob", "groq")]["costUsd"]) == 0 and Decimal(by[("bob", "groq")]["savingsUsd"]) > 0
 
 
-def test_format_csv_streams_a_table(admin_api, traffic):
+def test_format_csv_answers_a_table(admin_api, traffic):
     response = admin_api.get("/api/analytics/costs?window=24h&format=csv")
 
     assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
-    assert response.streaming
-    table = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert response["Content-Disposition"] == 'attachment; filename="costs.csv"'
+    table = list(csv.DictReader(io.StringIO(response.content.decode())))
     assert {(r["key"], r["provider"], r["requests"]) for r in table} == {("alice", "openai", "3"), ("bob", "groq", "5")}
 
     perf = admin_api.get("/api/performance?window=24h&format=csv")
-    lines = list(csv.reader(io.StringIO(b"".join(perf.streaming_content).decode())))
+    lines = list(csv.reader(io.StringIO(perf.content.decode())))
     assert lines[0][:4] == ["model", "modelId", "provider", "requests"] and lines[1][:4] == ["(all)", "", "", "8"]
     usage = admin_api.get(f"/api/usage/{traffic[0].pk}?window=1h&format=csv")
-    assert b"".join(usage.streaming_content).decode().startswith("start,requests,errors")
+    assert usage.content.decode().startswith("start,requests,errors")
+
+
+def test_a_csv_served_over_asgi_comes_without_a_warning(asgi_url, transactional_db):
+    secret = services.apikey_create(name="csv reader", scope=KeyScope.ADMIN)[1]
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        response = httpx.get(f"{asgi_url}/api/analytics/costs?window=24h&format=csv", timeout=10,
+                             headers={"authorization": f"Bearer {secret}"})
+
+    assert response.status_code == 200 and response.text.startswith("day,keyId,key,provider")
+    assert [str(w.message) for w in caught if "StreamingHttpResponse" in str(w.message)] == []
 
 
 def test_invalid_queries_answer_400_in_the_envelope_even_for_csv(admin_api, db):
