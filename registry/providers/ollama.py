@@ -82,18 +82,30 @@ class OllamaAdapter(Adapter):
         """/api/tags, completed by /api/show (context window, capabilities) for models not seen before."""
         listing = await super().list_models()
         limit = asyncio.Semaphore(8)
+        # One question per version: tags of the same weights ("llama3:latest", "llama3:8b") share it.
+        asked: dict[str, asyncio.Task] = {}
+
+        async def show(rec: ModelRecord) -> dict[str, Any] | None:
+            async with limit:
+                try:
+                    return self.parse_show(await self._send("POST", self.show_path, body={"model": rec.id}))
+                except NotFoundError:
+                    return {"context_window": None, "capabilities": []}  # no more to learn of this version
+                except ProviderError:
+                    return None  # keep what the tags listing said; ask again next time
 
         async def complete(rec: ModelRecord) -> None:
             digest = str(rec.metadata.get("digest") or "")
             shown = self.shown_by_digest.get(digest) if digest else None
             if shown is None:
-                async with limit:
-                    try:
-                        shown = self.parse_show(await self._send("POST", self.show_path, body={"model": rec.id}))
-                    except NotFoundError:
-                        shown = {"context_window": None, "capabilities": []}  # no more to learn of this version
-                    except ProviderError:
-                        return  # keep what the tags listing said; ask again next time
+                if not digest:
+                    shown = await show(rec)
+                else:
+                    if digest not in asked:
+                        asked[digest] = asyncio.ensure_future(show(rec))
+                    shown = await asked[digest]
+                if shown is None:
+                    return
                 if digest:
                     self.shown_by_digest[digest] = shown
             rec.context_window = shown["context_window"] or rec.context_window

@@ -133,6 +133,22 @@ async def test_openrouter_listing_needs_no_key(make_adapter):
     assert len(listing.models) == 9
 
 
+async def test_ollama_tags_of_the_same_weights_are_shown_once(make_adapter, fake):
+    from registry.fakes import catalog
+    from registry.providers.ollama import OllamaAdapter
+
+    OllamaAdapter.shown_by_digest.clear()
+    latest = next(m for m in catalog.OLLAMA if m["name"] == "llama3.2:latest")
+    fake.state.change_listing("ollama", add=[{**latest, "name": "llama3.2:3b", "model": "llama3.2:3b"}])
+
+    listing = await make_adapter("ollama").list_models()
+
+    models = {m.id: m for m in listing.models}
+    assert models["llama3.2:3b"].context_window == models["llama3.2:latest"].context_window == 131072
+    shown = [r["body"]["model"] for r in fake.state.requests("ollama") if r["path"].endswith("/api/show")]
+    assert len(shown) == len(listing.models) - 1 and len(set(shown) & {"llama3.2:3b", "llama3.2:latest"}) == 1
+
+
 async def test_listing_reports_the_rate_limit_headers_it_saw(make_adapter):
     listing = await make_adapter("groq").list_models()
     assert listing.rate_limit is None or listing.rate_limit.window("requests", "day") is not None
