@@ -357,7 +357,7 @@ class FakeProviders:
             return self._error(provider, "auth", model, scenario)
         kinds = {"rate_limit": "rate_limit", "not_found": "not_found", "context_too_long": "context_too_long",
                  "payment": "payment", "server_error": "server_error", "unavailable": "unavailable",
-                 "overloaded": "overloaded"}
+                 "overloaded": "overloaded", "quota_exhausted": "quota_exhausted"}
         if scenario.name in kinds:
             kind = kinds[scenario.name]
             if kind == "unavailable" and provider != "gemini":
@@ -365,6 +365,8 @@ class FakeProviders:
                 kind = "server_error"
             if kind == "overloaded" and provider != "anthropic":
                 kind = "server_error"
+            if kind == "quota_exhausted" and provider != "cloudflare":  # a spent allocation with its own code
+                kind = "rate_limit"
             return self._error(provider, kind, model, scenario)
         return None
 

@@ -571,9 +571,10 @@ def cloudflare_error(kind: str, model: str) -> tuple[int, dict]:
     """Cloudflare's v4 envelope with the Workers AI codes of developers.cloudflare.com/workers-ai/platform/errors/
     (10000 is the API's authentication error; the docs list no 5xx body, so it keeps the envelope)."""
     table = {"auth": (401, 10000, "Authentication error"),
-             "rate_limit": (429, 3036, "Account limited: You have used up your daily free allocation of 10,000 "
-                                       "neurons. Please upgrade to Cloudflare's Workers Paid plan if you would like "
-                                       "to continue usage."),
+             "rate_limit": (429, 3040, "Out of capacity: No more data centers to forward the request to"),
+             "quota_exhausted": (429, 3036, "Account limited: You have used up your daily free allocation of 10,000 "
+                                            "neurons. Please upgrade to Cloudflare's Workers Paid plan if you would "
+                                            "like to continue usage."),
              "not_found": (400, 5007, f"No such model {model} or task"),
              "context_too_long": (413, 3006, "Request is too large"),
              "payment": (403, 3023, "Service unavailable for account"),

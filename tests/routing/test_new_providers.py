@@ -157,10 +157,14 @@ async def test_codestral_domain_without_a_listing_lists_its_documented_models(ma
 
 
 async def test_cloudflare_spent_neurons_are_rate_limited_and_an_unknown_model_is_not_found(make_adapter, fake):
-    fake.state.push("cloudflare", "rate_limit", retry_after=30)
+    fake.state.push("cloudflare", "quota_exhausted", retry_after=30)
     with pytest.raises(RateLimited) as caught:
         await make_adapter("cloudflare").chat(chat_request("cloudflare"))
     assert caught.value.provider_code == "3036" and "neurons" in caught.value.message
+    fake.state.push("cloudflare", "rate_limit", retry_after=30)  # 3040, out of capacity: a short wait
+    with pytest.raises(RateLimited) as caught:
+        await make_adapter("cloudflare").chat(chat_request("cloudflare"))
+    assert caught.value.provider_code == "3040" and caught.value.retry_after == pytest.approx(30, abs=1)
     with pytest.raises(NotFoundError):
         await make_adapter("cloudflare").chat({**chat_request("cloudflare"), "model": "@cf/no/such-model"})
 

@@ -150,7 +150,7 @@ async def test_cloudflares_spent_allocation_waits_for_midnight(make_adapter, fak
     from registry.providers.errors import RateLimited
     from tests.routing.conftest import chat_request
 
-    fake.state.push("cloudflare", "rate_limit", retry_after=7)  # 3036: the day's free neurons are spent
+    fake.state.push("cloudflare", "quota_exhausted", retry_after=7)  # 3036: the day's free neurons are spent
     with pytest.raises(RateLimited) as caught:
         await make_adapter("cloudflare").chat(chat_request("cloudflare"))
 
