@@ -41,6 +41,10 @@ SECRET_RE = re.compile("|".join(f"(?:{p})" for p in PATTERNS), re.IGNORECASE)
 TRIGGERS = ("bearer", "basic", "authorization", "api_key", "api-key", "apikey", "api key", "access_token",
             "access-token", "accesstoken", "client_secret", "client-secret", "clientsecret", "key=", "token=",
             "auth=", "sk-", "key-", "xai-", "gsk_", "hf_", "afmts_", "aiza")
+# Each trigger contains one of these: text with none of them (most text) is cleared in 13 scans
+# instead of 23 — a discovery cycle's events are megabytes.
+ANCHORS = ("bearer", "basic", "auth", "key", "access", "client", "token=", "sk-", "xai-", "gsk_", "hf_", "afmts_",
+           "aiza")
 # What the URL-password pattern needs; a plain URL ("endpoint": "https://…", in every model event)
 # is no reason to run the whole regex.
 URL_PASSWORD_HINT = re.compile(r"://[^\s:/@]*:[^\s@/]+@")
@@ -79,7 +83,8 @@ def redact(text: str, *extra: str | None) -> str:
     if pattern is not None and any(s in text for s in known):
         text = pattern.sub(MASK, text)
     low = text.lower()
-    if not any(t in low for t in TRIGGERS) and ("://" not in text or not URL_PASSWORD_HINT.search(text)):
+    triggered = any(a in low for a in ANCHORS) and any(t in low for t in TRIGGERS)
+    if not triggered and ("://" not in text or not URL_PASSWORD_HINT.search(text)):
         return text
     return SECRET_RE.sub(_mask, text)
 

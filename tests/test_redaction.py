@@ -135,3 +135,10 @@ def test_a_password_in_a_url_is_masked():
     assert "hunter22" not in masked and "s3cret" not in masked
     assert "redis://:***@10.0.0.1:6379" in masked and "postgres://app:***@db:5432/afmts" in masked
     assert redact("see http://example.com/a@b") == "see http://example.com/a@b"
+
+
+def test_every_credential_trigger_has_an_anchor():
+    # redact() skips text with no anchor: a trigger without one would never be looked for.
+    from afmts.logging import ANCHORS, TRIGGERS
+
+    assert [t for t in TRIGGERS if not any(a in t for a in ANCHORS)] == []
