@@ -33,6 +33,19 @@ def test_a_hanging_upstream_is_abandoned_after_the_attempt_timeout(openai_client
     assert time.monotonic() - started < 5
 
 
+def test_the_upstream_total_timeout_bounds_an_attempt_when_it_is_the_shorter(openai_client, two_providers, fake,
+                                                                              settings):
+    settings.AFMTS_GATEWAY_ATTEMPT_SECONDS = 30.0
+    settings.AFMTS_UPSTREAM_TIMEOUTS = {**settings.AFMTS_UPSTREAM_TIMEOUTS, "read": 20, "total": 0.5}
+    fake.state.push("groq", "hang", seconds=10)
+    started = time.monotonic()
+
+    raw = openai_client.chat.completions.with_raw_response.create(model="auto", messages=HI)
+
+    assert served(raw) == ("openai/gpt-4o-mini", "2")
+    assert time.monotonic() - started < 3
+
+
 def test_429_blocks_the_model_until_retry_after_and_free_says_why(openai_client, two_providers, fake):
     fake.state.push("groq", "rate_limit", retry_after=7)
     assert served(openai_client.chat.completions.with_raw_response.create(model="auto", messages=HI)) == ("openai/gpt-4o-mini", "2")
