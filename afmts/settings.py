@@ -136,7 +136,7 @@ MIDDLEWARE = [
     "corsheaders.middleware.CorsMiddleware",
     "afmts.middleware.BodySizeLimitMiddleware",
     "afmts.middleware.ClientLimitsMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "servestatic.middleware.ServeStaticMiddleware",  # async under ASGI (WhiteNoise is sync-only)
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -462,7 +462,7 @@ STATIC_URL = "static/"
 STATIC_ROOT = Path(env("AFMTS_STATIC_ROOT", default=str(DATA_DIR / "static")))
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
-WHITENOISE_USE_FINDERS = True
+SERVESTATIC_USE_FINDERS = True
 
 # ---------------------------------------------------------------- logging
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
