@@ -284,8 +284,9 @@ class Adapter:
     # The output tokens a chat request without max_tokens may produce, where the provider documents it
     # (what a cost-weighted pool reserves for such a request).
     default_max_tokens: ClassVar[int | None] = None
-    # Set by a caller that bounds each call within `timeouts.total` itself: `_send` adds no timer.
-    bounded_by_caller: bool = False
+    # Set by a caller that bounds each call itself, to this many seconds at most (within
+    # `timeouts.total`): `_send` then adds no timer of its own, nor a read timer it makes redundant.
+    caller_deadline: float | None = None
 
     def __init__(
         self,
@@ -546,13 +547,15 @@ class Adapter:
         """One request, read whole within the total deadline; returns the parsed JSON body."""
         # A caller whose own deadline covers `timeouts.total` (the gateway's attempt) saves a second
         # timer: an asyncio.timeout costs ~6 µs, about 5 % of the gateway's own work on a request.
-        deadline = contextlib.nullcontext() if self.bounded_by_caller else asyncio.timeout(self.timeouts.total)
+        bounded = self.caller_deadline
+        deadline = contextlib.nullcontext() if bounded is not None else asyncio.timeout(self.timeouts.total)
         try:
             async with deadline:
                 reply = await fetch(
                     self.kind, self.base_url, self.timeouts, method, self.base_url + path,
                     headers=headers if headers is not None else self.headers(), params=params,
                     content=body_bytes(body) if body is not None else None, client=self._client,
+                    idle_timeout=bounded is None or bounded > self.timeouts.read,
                 )
         except TimeoutError as exc:
             raise Timeout(f"no complete reply within {self.timeouts.total:g} s", provider=self.kind) from exc

@@ -255,8 +255,8 @@ def shared_session(kind: str, base_url: str) -> aiohttp.ClientSession:
 
 
 @functools.lru_cache(maxsize=64)
-def _aiohttp_timeout(t: Timeouts) -> aiohttp.ClientTimeout:
-    return aiohttp.ClientTimeout(total=None, connect=t.connect, sock_connect=t.connect, sock_read=t.read)
+def _aiohttp_timeout(t: Timeouts, idle: bool = True) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=None, connect=t.connect, sock_connect=t.connect, sock_read=t.read if idle else None)
 
 
 @dataclass(slots=True)
@@ -272,14 +272,17 @@ TRANSPORT_ERRORS = (httpx.HTTPError, aiohttp.ClientError)
 
 async def fetch(kind: str, base_url: str, timeouts: Timeouts, method: str, url: str, *, headers: Mapping[str, str],
                 params: Mapping[str, Any] | None = None, content: bytes | None = None,
-                client: httpx.AsyncClient | None = None) -> Reply:
-    """One request, its whole reply read (up to AFMTS_UPSTREAM_MAX_REPLY_BYTES)."""
+                client: httpx.AsyncClient | None = None, idle_timeout: bool = True) -> Reply:
+    """One request, its whole reply read (up to AFMTS_UPSTREAM_MAX_REPLY_BYTES). `idle_timeout=False`
+    when the caller's own deadline ends within `timeouts.read`: aiohttp then re-arms no read timer
+    on every chunk (it could never fire first)."""
     cap = max_reply_bytes()
     try:
         if client is None and transport_name() == "native":
             session = shared_session(kind, base_url)
             async with session.request(method, url, headers=headers, params=params, data=content,
-                                       timeout=_aiohttp_timeout(timeouts), allow_redirects=False) as response:
+                                       timeout=_aiohttp_timeout(timeouts, idle_timeout), allow_redirects=False,
+                                       ) as response:
                 declared = response.headers.get("content-length")
                 if (declared and declared.isdigit() and int(declared) <= cap
                         and response.headers.get("content-encoding", "identity") == "identity"):

@@ -265,8 +265,9 @@ async def attempt(call: Call, plan: Plan, view: View, *, method: str, stream: bo
                     finished = True  # the stream's owner reports the end (finish_stream)
                     return OpenStream(m, first, upstream, adapter, t0)
                 # One timer for the attempt, within the adapter's own total too (it then sets none).
-                adapter.bounded_by_caller = True
-                async with asyncio.timeout(min(remaining, settings.AFMTS_GATEWAY_ATTEMPT_SECONDS, adapter.timeouts.total)):
+                budget = adapter.caller_deadline = min(remaining, settings.AFMTS_GATEWAY_ATTEMPT_SECONDS,
+                                                       adapter.timeouts.total)
+                async with asyncio.timeout(budget):
                     result = await getattr(adapter, method)(_upstream_body(call.body, m))
             except StopAsyncIteration:
                 error: BaseException = MalformedReply("the stream ended before any chunk", provider=m.provider)

@@ -33,10 +33,11 @@ def test_a_hanging_upstream_is_abandoned_after_the_attempt_timeout(openai_client
     assert time.monotonic() - started < 5
 
 
-def test_the_upstream_total_timeout_bounds_an_attempt_when_it_is_the_shorter(openai_client, two_providers, fake,
-                                                                              settings):
+@pytest.mark.parametrize("shorter", ["total", "read"])
+def test_the_upstream_timeouts_bound_an_attempt_when_they_are_the_shorter(openai_client, two_providers, fake,
+                                                                          settings, shorter):
     settings.AFMTS_GATEWAY_ATTEMPT_SECONDS = 30.0
-    settings.AFMTS_UPSTREAM_TIMEOUTS = {**settings.AFMTS_UPSTREAM_TIMEOUTS, "read": 20, "total": 0.5}
+    settings.AFMTS_UPSTREAM_TIMEOUTS = {**settings.AFMTS_UPSTREAM_TIMEOUTS, "read": 20, "total": 20, shorter: 0.5}
     fake.state.push("groq", "hang", seconds=10)
     started = time.monotonic()
 
