@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from afmts.logging import sanitize
 from afmts.metrics import observe_discovery
-from registry import bulk, selectors
+from registry import bulk, quota, selectors
 from registry.events import publish_many
 from registry.models import AIModel, HealthSample, ModelChange, ModelStatus, ModelType, Provider, ProviderStatus, Source
 from registry.providers.errors import RateLimited
@@ -494,12 +494,23 @@ def _concurrent_writers(providers: int) -> int:
 
 def _apply_safely(provider_id: int, listing) -> ProviderResult:
     try:
+        if listing.rate_limit:
+            _observe_account_quota(provider_id, listing.rate_limit)
         return apply_listing(provider_id, listing)
     except Exception as exc:  # noqa: BLE001
         log.exception("could not apply the listing of provider %s", provider_id)
         return ProviderResult(provider=str(provider_id), error=f"{type(exc).__name__}: {exc}")
     finally:
         connection.close()  # a pool thread's connection would outlive the cycle
+
+
+def _observe_account_quota(provider_id: int, info) -> None:
+    """The account's limits as the listing call reported them (it costs no quota), recorded
+    account-wide by the listing's writer: on SQLite another writer would only wait for its lock."""
+    try:
+        quota.quota_observe(provider_id=provider_id, model=None, info=info)
+    except Exception:  # noqa: BLE001 - the listing is worth applying without them
+        log.warning("could not record the quota reported by the listing of provider %s", provider_id, exc_info=True)
 
 
 def _record_failure_logged(provider_id: int, error: str, **kwargs: Any) -> ProviderResult:

@@ -63,14 +63,12 @@ def collector_paused() -> Iterator[None]:
 async def _discover(providers: list[Provider]) -> list[discovery.ProviderResult]:
     from registry.providers.http import close_clients
 
-    observe = sync_to_async(_observe_listing_quota, thread_sensitive=False)
     learn = sync_to_async(_learn_key, thread_sensitive=False)
 
     async def list_models(provider: Provider):
+        # The account's limits in listing.rate_limit are recorded with the listing (registry.discovery).
         adapter = adapter_for(provider)
         listing = await adapter.list_models()
-        if listing.rate_limit:
-            await observe(provider.pk, listing.rate_limit)
         if provider.kind == "openrouter" and provider.has_api_key:
             key = quota.openrouter_key_known(provider)
             if key is None:
@@ -100,16 +98,6 @@ def _learn_key(provider_id: int, info: dict) -> dict:
 
     try:
         return quota.openrouter_key_learned(provider_id, info)
-    finally:
-        connection.close()
-
-
-def _observe_listing_quota(provider_id: int, info) -> None:
-    # A listing call reports the account's limits (it costs no quota): record them account-wide.
-    from django.db import connection
-
-    try:
-        quota.quota_observe(provider_id=provider_id, model=None, info=info)
     finally:
         connection.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from decimal import Decimal
 
@@ -11,9 +12,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from registry import selectors
-from registry.discovery import apply_listing, due_providers, record_failure
-from registry.models import AIModel, Event, ModelChange, Provider
-from registry.providers.types import Listing, ModelRecord
+from registry.discovery import apply_listing, due_providers, record_failure, run_cycle
+from registry.models import AIModel, Event, ModelChange, Provider, QuotaState
+from registry.providers.types import Listing, ModelRecord, RateLimitInfo, RateLimitWindow
 
 pytestmark = pytest.mark.django_db
 
@@ -289,3 +290,17 @@ def test_a_new_models_events_show_it_as_the_api_does_with_credentials_masked(pro
     assert events[("model_registered", "acme/plain:free")] == plain
     assert events[("model_became_free", "acme/plain:free")] == {**plain, "reason": "listed"}
     assert events[("model_registered", "acme/leaky")]["name"] == "leaky ***"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_account_limits_a_listing_reported_are_recorded_with_it(provider):
+    reported = RateLimitInfo(windows={"requests/day": RateLimitWindow(limit=1000, remaining=990)})
+
+    async def list_models(_provider: Provider) -> Listing:
+        return Listing(models=[record("a")], rate_limit=reported)
+
+    [result] = asyncio.run(run_cycle([provider], list_models))
+
+    assert result.ok and result.new == 1
+    state = QuotaState.objects.get(provider=provider, model=None, window="requests/day")
+    assert (state.limit, state.remaining) == (1000, 990)
