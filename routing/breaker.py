@@ -105,6 +105,12 @@ class Breakers:
         s.trials.append(now)
         return True, 0.0
 
+    def release(self, key: str, claimed_at: float) -> None:
+        """Free a trial slot `allow` claimed at `claimed_at` for a call that was not sent after all."""
+        s = self.states.get(key)
+        if s is not None and claimed_at in s.trials:
+            s.trials.remove(claimed_at)
+
     def would_allow(self, key: str, now: float) -> bool:
         """`allow` without claiming a trial slot (for explanations and quota views)."""
         s = self.states.get(key)

@@ -177,14 +177,21 @@ class LiveState(Live):
         return None
 
     def admit(self, m: ModelView, now: float) -> tuple[str, float] | None:
-        """Just before an attempt: the breakers' say, claiming a trial slot when one is half-open."""
+        """Just before an attempt: the breakers' say, claiming a trial slot when one is half-open
+        (`unadmit` frees them when the attempt is not sent after all)."""
         for key, label in ((f"provider:{m.provider}", "provider circuit"), (f"model:{m.pk}", "circuit")):
             allowed, wait = self.breakers.allow(key, now)
             if not allowed:
+                self.unadmit(m, now)  # the provider's slot, when the model's breaker refuses
                 if wait:
                     return f"{label} open until {_hms(now + wait)}", now + wait
                 return f"{label} half-open, its trial calls are in flight", now + 1.0
         return None
+
+    def unadmit(self, m: ModelView, now: float) -> None:
+        """The trial slots `admit(m, now)` claimed, freed: the attempt is not sent (its quota refused it)."""
+        self.breakers.release(f"provider:{m.provider}", now)
+        self.breakers.release(f"model:{m.pk}", now)
 
     def load(self, m: ModelView) -> float:
         return 1.0 - min(1.0, self.inflight.get(m.pk, 0) / self.capacity)

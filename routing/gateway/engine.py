@@ -243,7 +243,11 @@ async def attempt(call: Call, plan: Plan, view: View, *, method: str, stream: bo
             deadline_hit = True
             break
         now = time.time()
-        held = live.admit(m, now) or await live.reserve(m, now, call.body)
+        held = live.admit(m, now)
+        if held is None:
+            held = await live.reserve(m, now, call.body)
+            if held is not None:
+                live.unadmit(m, now)  # not sent: its breakers' trial slots go to a call that is
         if held:
             errors.append((QuotaUsed(*held), f"{m.public_id}: {held[0]}", held[1]))
             continue

@@ -381,3 +381,32 @@ def test_rest_and_gateway_keep_one_key_count_when_redis_goes_away(own_redis):
 
     # The gateway goes on alone from the count the REST side saw: the key's 4th call is over its limit.
     assert run(live.admit_key("k", 3, now)) is not None
+
+
+def test_an_attempt_its_quota_refuses_gives_back_its_half_open_trial_slots(free_model):
+    live = LiveState()
+    live.breakers.trip(f"model:{free_model.pk}", T0)
+    live.breakers.trip(f"provider:{free_model.provider}", T0)
+    for _ in range(3):
+        run(live.reserve(free_model, T0 + 1))  # the minute's quota spent
+    now = T0 + 30  # both breakers half-open
+
+    assert live.admit(free_model, now) is None  # claims a trial slot of each breaker
+    assert run(live.reserve(free_model, now)) is not None
+    live.unadmit(free_model, now)
+
+    # Both trials are still there for calls that are sent (before: held for 30 s by a call never made).
+    assert live.admit(free_model, now + 1) is None and live.admit(free_model, now + 1) is None
+    assert live.admit(free_model, now + 1)[0].startswith("provider circuit half-open")
+
+
+def test_a_model_breaker_that_refuses_frees_the_provider_trial_it_passed(free_model):
+    live = LiveState()
+    live.breakers.trip(f"provider:{free_model.provider}", T0)
+    live.breakers.trip(f"model:{free_model.pk}", T0 + 25)  # the model's own breaker is still open
+    now = T0 + 30
+
+    assert live.admit(free_model, now)[0].startswith("circuit open until")
+    assert live.admit(free_model, now)[0].startswith("circuit open until")
+    provider = live.breakers.states[f"provider:{free_model.provider}"]
+    assert provider.trials == []  # no slot held for calls that were never let through
