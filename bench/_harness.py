@@ -358,7 +358,7 @@ class FakeProviderUpstream:
         return f"{self.url}/openai_compatible"
 
     def start(self) -> FakeProviderUpstream:
-        if not (ROOT / "routing" / "fakes" / "__main__.py").exists():
+        if not (ROOT / "registry" / "fakes" / "__main__.py").exists():
             # TODO(bench): when registry/fakes is gone or renamed, point this at the streaming fake.
             self.unavailable = "registry/fakes not found"
             return self
