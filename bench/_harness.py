@@ -413,18 +413,19 @@ def one_connection_runs(n: int, warmup: int, time_limit: float, max_errors: int,
     return errors
 
 
-def sequential_latency(url: str, headers: dict[str, str], body: dict, n: int, warmup: int,
-                       time_limit: float) -> dict[str, Any]:
-    """Concurrency 1: n sequential POSTs on one keep-alive connection after warmup; ms."""
-    payload = json.dumps(body).encode()
-    hdrs = {"content-type": "application/json", **headers}
-    samples: list[float] = []
-    reported: list[float] = []
+class _Poster:
+    """Sequential POSTs of one body to one URL, each timed (ms) and its self-reported overhead kept."""
 
-    def post(client: httpx.Client, measured: bool) -> str | None:
+    def __init__(self, url: str, headers: dict[str, str], body: dict) -> None:
+        self.url, self.payload = url, json.dumps(body).encode()
+        self.headers = {"content-type": "application/json", **headers}
+        self.samples: list[float] = []
+        self.reported: list[float] = []
+
+    def post(self, client: httpx.Client, measured: bool) -> str | None:
         t0 = time.perf_counter()
         try:
-            response = client.post(url, content=payload, headers=hdrs)
+            response = client.post(self.url, content=self.payload, headers=self.headers)
             response.read()
         except httpx.HTTPError as exc:
             return type(exc).__name__
@@ -432,23 +433,49 @@ def sequential_latency(url: str, headers: dict[str, str], body: dict, n: int, wa
         if response.status_code != 200:
             return str(response.status_code)
         if measured:
-            samples.append(elapsed)
+            self.samples.append(elapsed)
             for name in OVERHEAD_HEADERS:
                 try:
-                    reported.append(float(response.headers[name]))
+                    self.reported.append(float(response.headers[name]))
                 except (KeyError, ValueError):
                     pass
         return None
 
-    errors = one_connection_runs(n, warmup, time_limit, max(10, n // 10), post)
-    return {
-        "n": len(samples), "errors": errors,
-        "p50_ms": percentile(samples, 50), "p90_ms": percentile(samples, 90), "p99_ms": percentile(samples, 99),
-        "max_ms": max(samples) if samples else float("nan"),
-        "mean_ms": statistics.fmean(samples) if samples else float("nan"),
-        # What the server says its own overhead was (x-afmts-overhead-ms, x-litellm-overhead-duration-ms).
-        "self_reported_overhead_p50_ms": percentile(reported, 50) if reported else None,
-    }
+    def figures(self, errors: dict[str, int]) -> dict[str, Any]:
+        samples, reported = self.samples, self.reported
+        return {
+            "n": len(samples), "errors": errors,
+            "p50_ms": percentile(samples, 50), "p90_ms": percentile(samples, 90), "p99_ms": percentile(samples, 99),
+            "max_ms": max(samples) if samples else float("nan"),
+            "mean_ms": statistics.fmean(samples) if samples else float("nan"),
+            # What the server says its own overhead was (x-afmts-overhead-ms, x-litellm-overhead-duration-ms).
+            "self_reported_overhead_p50_ms": percentile(reported, 50) if reported else None,
+        }
+
+
+def sequential_latency(url: str, headers: dict[str, str], body: dict, n: int, warmup: int,
+                       time_limit: float) -> dict[str, Any]:
+    """Concurrency 1: n sequential POSTs on one keep-alive connection after warmup; ms."""
+    poster = _Poster(url, headers, body)
+    return poster.figures(one_connection_runs(n, warmup, time_limit, max(10, n // 10), poster.post))
+
+
+def paired_latency(base: tuple[str, dict[str, str], dict], target: tuple[str, dict[str, str], dict], n: int,
+                   warmup: int, time_limit: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Concurrency 1, side by side: n pairs of sequential POSTs, one to `base` (the upstream itself)
+    and then one to `target` (a gateway in front of it), each on its own keep-alive connection, so
+    both series are taken in the same moments (the machine's drift falls on both alike).
+    Returns (base figures, target figures)."""
+    first, second = _Poster(*base), _Poster(*target)
+    with httpx.Client(timeout=10.0, limits=httpx.Limits(max_connections=1, max_keepalive_connections=1)) as other:
+
+        def both(client: httpx.Client, measured: bool) -> str | None:
+            error = first.post(other, measured)
+            return second.post(client, measured) if error is None else f"upstream {error}"
+
+        errors = one_connection_runs(n, warmup, time_limit, max(10, n // 10), both)
+    return first.figures({k[9:]: v for k, v in errors.items() if k.startswith("upstream ")}), second.figures(
+        {k: v for k, v in errors.items() if not k.startswith("upstream ")})
 
 
 def time_to_first_token(url: str, headers: dict[str, str], body: dict, n: int, warmup: int,

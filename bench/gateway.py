@@ -18,9 +18,11 @@ Everything runs on 127.0.0.1 and is stopped at the end (also on Ctrl-C or an err
   upstreams registered as openai_compatible providers `bench` and `bench-stream`: the model asked
   for is `bench/bench-model`);
 - measured per target: concurrency 1 (sequential httpx requests on one keep-alive connection after
-  a warm-up, thousands of them so that a stall once a second shows in p99: p50/p90/p99, and "added" =
-  minus the direct upstream's p50/p99, measured again just before each target in the same run), time to first token (sequential streamed requests: until the first
-  SSE chunk with content), concurrency 32 (wrk, one thread, after a warm-up: requests/s counting
+  a warm-up, thousands of them so that a stall once a second shows in p99: p50/p90/p99; side by side
+  with the direct upstream — each request to the target right after one to the upstream on a
+  connection of its own — so "added" = the target's p50/p99 minus the upstream's, both taken in the
+  same moments), time to first token (sequential streamed requests: until the first SSE chunk with
+  content, the upstream's measured just before), concurrency 32 (wrk, one thread, after a warm-up: requests/s counting
   2xx only, and wrk's p50/p99), and the RSS of the server's process tree after the load (/proc
   VmRSS, children included).
 
@@ -61,6 +63,7 @@ from bench._harness import (  # noqa: E402
     install_signal_handlers,
     log,
     make_workdir,
+    paired_latency,
     request_body,
     rss_mb,
     sequential_latency,
@@ -114,8 +117,7 @@ def measure(target: Target, plan: Plan, wrk: str, workdir: Path, direct: Target 
     again right before the target (same requests), so "added" compares figures taken moments apart."""
     result: dict[str, Any] = {"target": target.name, "server": target.server, "notes": list(target.notes)}
     if direct is not None:
-        result["baseline"] = {"c1": sequential_latency(direct.chat_url, direct.headers, request_body(direct.model),
-                                                       plan.c1_requests, plan.c1_warmup, plan.phase_limit)}
+        result["baseline"] = {}
         if direct.stream_model and target.stream_model:
             result["baseline"]["ttft"] = time_to_first_token(
                 direct.stream_url, direct.headers, request_body(direct.stream_model, stream=True),
@@ -124,8 +126,14 @@ def measure(target: Target, plan: Plan, wrk: str, workdir: Path, direct: Target 
     probing = isinstance(target, AfmtsTarget) and target.app == PROBE_APP
     if probing:
         probe(target)  # a new period
-    result["c1"] = sequential_latency(target.chat_url, target.headers, request_body(target.model),
-                                      plan.c1_requests, plan.c1_warmup, plan.phase_limit)
+    if direct is not None:  # each request to the target right after one to the upstream itself
+        result["baseline"]["c1"], result["c1"] = paired_latency(
+            (direct.chat_url, direct.headers, request_body(direct.model)),
+            (target.chat_url, target.headers, request_body(target.model)),
+            plan.c1_requests, plan.c1_warmup, plan.phase_limit)
+    else:
+        result["c1"] = sequential_latency(target.chat_url, target.headers, request_body(target.model),
+                                          plan.c1_requests, plan.c1_warmup, plan.phase_limit)
     if probing:
         result["probe_c1"] = loop = probe(target)
         result["notes"].append(
@@ -414,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         f" before the start, Python {cond['python']}, {cond['nginx']}, {cond['wrk']}, LiteLLM {cond['litellm']}, Portkey {cond['portkey']}; upstream = nginx 1 worker with a "
         f"canned reply (streams: registry.fakes, no chunk delay), all on 127.0.0.1; targets run one at a time; "
         f"c1 = {cond['c1']}; TTFT = {cond['ttft']}; c{plan.connections} = {cond['c32']}; added = target minus "
-        f"direct, re-measured just before each target; RSS = VmRSS of the server's process tree after the load; wall {cond['wall_seconds']} s."
+        f"direct, measured side by side with each target (request for request); RSS = VmRSS of the server's process tree after the load; wall {cond['wall_seconds']} s."
     )
     if busy > 15:
         print(f"Note: the machine was {busy:.0f} % busy before the bench started (other work on the {cond['cpus']} "
