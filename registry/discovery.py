@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -464,18 +465,16 @@ async def run_cycle(providers: list[Provider], list_models: ListFn, *, timeout: 
         try:
             listing = await asyncio.wait_for(list_models(provider), timeout)
         except TimeoutError:
-            async with writers:
-                result = await fail(provider.pk, f"listing timed out after {timeout:g} s")
+            write = partial(fail, provider.pk, f"listing timed out after {timeout:g} s")
         except RateLimited as exc:
-            async with writers:
-                result = await fail(provider.pk, f"listing rate-limited: {exc}", retry_after=exc.retry_after,
-                                    rate_limited=True)
+            write = partial(fail, provider.pk, f"listing rate-limited: {exc}", retry_after=exc.retry_after,
+                            rate_limited=True)
         except Exception as exc:  # noqa: BLE001 - one provider's failure never breaks the cycle
-            async with writers:
-                result = await fail(provider.pk, f"{type(exc).__name__}: {exc}")
+            write = partial(fail, provider.pk, f"{type(exc).__name__}: {exc}")
         else:
-            async with writers:
-                result = await apply(provider.pk, listing)
+            write = partial(apply, provider.pk, listing)
+        async with writers:
+            result = await write()
         result.seconds = time.perf_counter() - started
         observe_discovery(provider.slug, result.seconds, bool(result.error))
         return result
