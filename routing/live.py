@@ -543,10 +543,7 @@ class LiveState(Live):
             for (scope, window, bucket), amount in counts.items():
                 if bucket == _bucket(window, now):  # a past window's count no longer matters
                     name = _counter_key(self.prefix, scope, window, bucket)
-                    if window in COST_WINDOWS:
-                        pipe.incrbyfloat(name, amount)
-                    else:
-                        pipe.incrby(name, amount)
+                    pipe.incrbyfloat(name, amount)  # as RESERVE adds: requests whole, neurons fractional
                     pipe.expire(name, _ttl(window, bucket))
             for scope, values in fields.items():
                 encoded = {k: json.dumps(v) if k.startswith("obs:") else v for k, v in values.items()}

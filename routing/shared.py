@@ -100,11 +100,7 @@ class SyncShared:
     def count_key(self, name: str) -> int | None:
         """One more request on a key's per-minute counter (`count_key`); None when Redis does not
         answer."""
-
-        def count(pipe) -> None:
-            count_key(pipe, name)
-
-        results = self._pipeline(count)
+        results = self._pipeline(lambda pipe: count_key(pipe, name))
         return None if results is None else int(results[0])
 
     def get(self, names: list[str]) -> list | None:

@@ -55,19 +55,12 @@ class Timeouts:
         values = getattr(settings, "AFMTS_UPSTREAM_TIMEOUTS", None)
         seen, timeouts = _from_settings
         if values is not seen:  # a changed setting is a new object (settings are never edited in place)
-            timeouts = _timeouts(tuple(sorted((k, float(v)) for k, v in (values or {}).items()
-                                              if k in cls.__dataclass_fields__)))
+            timeouts = cls(**{k: float(v) for k, v in (values or {}).items() if k in cls.__dataclass_fields__})
             _from_settings = (values, timeouts)
         return timeouts
 
     def httpx(self) -> httpx.Timeout:
         return httpx.Timeout(connect=self.connect, read=self.read, write=self.write, pool=self.pool)
-
-
-@functools.lru_cache(maxsize=64)
-def _timeouts(values: tuple[tuple[str, float], ...]) -> Timeouts:
-    # Built once per distinct setting: an adapter is made per gateway request.
-    return Timeouts(**dict(values))
 
 
 # The setting last read and its Timeouts: an adapter is made per gateway request.
