@@ -30,7 +30,7 @@ from rest_framework.utils.encoders import JSONEncoder
 
 from afmts.logging import redact, redact_data
 from registry import bulk, version
-from registry.models import Event, RegistryState
+from registry.models import Event, RegistryState, envelope
 
 log = logging.getLogger(__name__)
 
@@ -118,11 +118,8 @@ def publish_many(
             Event.objects.filter(id__lte=last - settings.AFMTS_EVENTS_KEEP).delete()
     if registry_change:
         version.bump_local()
-    ts = now.isoformat()  # as Event.envelope() has it
-    messages = [
-        {"id": pk, "event": name, "data": data, "ts": ts}
-        for pk, (name, _), (data, _) in zip(ids, events, stored, strict=True)
-    ]
+    ts = now.isoformat()  # once for the batch
+    messages = [envelope(pk, name, data, ts) for pk, (name, _), (data, _) in zip(ids, events, stored, strict=True)]
     transaction.on_commit(lambda: _after_commit(messages, db_version if registry_change else None))
     return messages
 

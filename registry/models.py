@@ -251,7 +251,12 @@ class Event(models.Model):
         ordering = ["id"]
 
     def envelope(self) -> dict:
-        return {"id": self.id, "event": self.event, "data": self.data, "ts": self.ts.isoformat()}
+        return envelope(self.id, self.event, self.data, self.ts.isoformat())
+
+
+def envelope(pk: int, event: str, data: dict, ts: str) -> dict:
+    """An event as its clients receive it (WebSocket, GET /api/events); `ts` in ISO 8601."""
+    return {"id": pk, "event": event, "data": data, "ts": ts}
 
 
 class ModelChange(models.Model):
