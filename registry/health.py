@@ -38,6 +38,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from afmts.logging import sanitize
+from registry.bulk import insert_rows
 from registry.events import publish_many
 from registry.models import AIModel, HealthSample, ModelStatus, Provider, ProviderStatus, QuotaScope
 from registry.selectors import model_instance_representation
@@ -71,9 +72,11 @@ def health_record(samples: list[Sample], *, now: datetime | None = None) -> dict
     now = now or timezone.now()
     if not samples:
         return {"samples": 0, "changed": 0}
-    HealthSample.objects.bulk_create([
-        HealthSample(model_id=s.model_pk, ok=s.ok, latency_ms=s.latency_ms, source=s.source,
-                     error=sanitize(s.error, 255) if s.error else "", at=s.at or now)
+    # Plain rows (registry.bulk): the ORM's bulk_create spent ~65 µs a sample here, two thirds of the
+    # usage writer's time, and that thread shares the GIL with the gateway's event loop.
+    insert_rows(HealthSample, [
+        {"model_id": s.model_pk, "ok": s.ok, "latency_ms": s.latency_ms, "source": s.source,
+         "error": sanitize(s.error, 255) if s.error else "", "at": s.at or now}
         for s in samples
     ])
     by_model: dict[int, list[Sample]] = defaultdict(list)
