@@ -15,7 +15,8 @@ through `PolicyConnector` (every resolved, cached or literal address), plain htt
 `PolicyBackend` (it resolves, checks, then connects to the checked address, so a rebinding name
 cannot swap it). A refused call raises `PolicyRefused` and opens no connection. Redirects are never
 followed, and replies are capped (AFMTS_UPSTREAM_MAX_REPLY_BYTES whole, AFMTS_UPSTREAM_MAX_LINE_BYTES
-per stream line): past the cap the call fails with `ReplyTooLarge`."""
+per stream line): past the cap the call fails with `ReplyTooLarge`. No client keeps cookies: each is
+shared by every caller of its provider."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import aiohttp
@@ -160,9 +162,12 @@ def policy_transport(kind: str, limits: httpx.Limits | None = None) -> httpx.Asy
 
 def policy_session(kind: str, **connector: Any) -> aiohttp.ClientSession:
     """An aiohttp session whose connections obey the outbound URL policy for `kind`."""
-    # trust_env=False: no proxy from the environment may see provider keys.
+    # trust_env=False: no proxy from the environment may see provider keys. No cookie jar: the
+    # session serves every caller of the provider, so a cookie one reply set would ride along on
+    # everybody's next request.
     return aiohttp.ClientSession(connector=PolicyConnector(kind=kind, **connector), trust_env=False,
-                                 auto_decompress=True, skip_auto_headers=("User-Agent",))
+                                 cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=True,
+                                 skip_auto_headers=("User-Agent",))
 
 
 async def read_capped(chunks: AsyncIterator[bytes], declared: str | None, cap: int, kind: str) -> bytes:
@@ -210,8 +215,14 @@ def shared_client(kind: str, base_url: str, timeouts: Timeouts) -> httpx.AsyncCl
             transport=_transport(kind, limits),
             follow_redirects=False,
             trust_env=False,  # no proxy from the environment may see provider keys
+            cookies=no_cookies(),  # shared by every caller: keeps no cookie a reply sets
         )
     return client
+
+
+def no_cookies() -> CookieJar:
+    """A cookie jar that stores nothing (httpx has no switch to turn its jar off)."""
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
 
 
 def transport_name() -> str:

@@ -51,3 +51,37 @@ def test_a_loop_closed_without_ending_its_tasks_is_named_once(fake, settings, tr
     assert left_open() == []  # named, then forgotten
     del client, loop
     gc.collect()  # its warnings ("Unclosed client session", a pending task) land in this test's log
+
+
+@pytest.fixture
+def spot():
+    from tests.outbound import spots
+
+    yield from spots()
+
+
+@pytest.mark.parametrize("transport", ["native", "aiohttp", "httpx"])
+def test_a_cookie_an_upstream_sets_is_never_sent_back(spot, settings, transport):
+    """The upstream clients are shared by every caller of a provider: a cookie one reply sets (a
+    CDN's bot-management cookie, a session) must not ride along on anybody's next request."""
+    from tests.outbound import completion, send
+
+    settings.AFMTS_UPSTREAM_TRANSPORT = transport
+    seen: list[str | None] = []
+
+    def reply(handler) -> None:
+        seen.append(handler.headers.get("cookie"))
+        send(handler, completion("hi"), headers={"set-cookie": "__cf_bm=abc123; Path=/; HttpOnly"})
+
+    server = spot(reply)
+    # A host name: aiohttp's jar keeps no cookie from an IP address, and providers have names.
+    adapter = adapter_class("openai_compatible")(base_url=f"http://localhost:{server.port}/v1", api_key="k",
+                                                 timeouts=TIMEOUTS)
+
+    async def twice():
+        for _ in range(2):
+            await adapter.chat({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+
+    asyncio.run(twice())
+
+    assert seen == [None, None]
