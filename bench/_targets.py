@@ -346,7 +346,8 @@ def server_argv(server: str, port: int, app: str = "afmts.asgi:application", wor
         return [MAIN_PYTHON, "-m", "daphne", "-v", "0", "-b", HOST, "-p", str(port), app]  # -v 0: no access log
     if server == "uvicorn":
         return [MAIN_PYTHON, "-m", "uvicorn", "--host", HOST, "--port", str(port), "--workers", str(workers),
-                "--loop", "uvloop", "--http", "httptools", "--log-level", "warning", "--no-access-log", app]
+                "--loop", "uvloop", "--http", "httptools", "--log-level", "warning", "--no-access-log",
+                "--no-server-header", app]  # as `manage.py serve` runs it
     if server == "granian":
         return [MAIN_PYTHON, "-m", "granian", "--interface", "asgi", "--host", HOST, "--port", str(port),
                 "--workers", "1", "--log-level", "warning", app]

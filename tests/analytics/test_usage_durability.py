@@ -95,6 +95,7 @@ def test_stopping_the_server_writes_every_buffered_record(sig, fake, transaction
             reply = httpx.post(f"{url}/v1/chat/completions", json=CHAT, timeout=10,
                                headers={"authorization": f"Bearer {secret}", "x-request-id": f"stop-{n}"})
             assert reply.status_code == 200 and reply.headers["x-request-id"] == f"stop-{n}"
+            assert "server" not in reply.headers  # the server software is nobody's business
         assert UsageRecord.objects.count() == 0
 
         proc.send_signal(sig)

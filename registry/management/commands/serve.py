@@ -38,7 +38,7 @@ def web_command(host: str, port: int, workers: int = 1) -> list[str]:
     return [
         sys.executable, "-m", "uvicorn", "afmts.asgi:application", "--host", host, "--port", str(port),
         "--loop", "uvloop", "--http", "httptools", "--ws", "websockets", "--lifespan", "on", "--proxy-headers",
-        "--no-access-log", "--timeout-keep-alive", "75", *(["--workers", str(workers)] if workers > 1 else []),
+        "--no-access-log", "--no-server-header", "--timeout-keep-alive", "75", *(["--workers", str(workers)] if workers > 1 else []),
     ]
 
 
