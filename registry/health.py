@@ -38,7 +38,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from afmts.logging import sanitize
-from registry.bulk import insert_rows
+from registry.bulk import STATEMENT_PARAMS_BESIDE_A_LOOP, insert_rows
 from registry.events import publish_many
 from registry.models import AIModel, HealthSample, ModelStatus, Provider, ProviderStatus, QuotaScope
 from registry.selectors import model_instance_representation
@@ -78,7 +78,7 @@ def health_record(samples: list[Sample], *, now: datetime | None = None) -> dict
         {"model_id": s.model_pk, "ok": s.ok, "latency_ms": s.latency_ms, "source": s.source,
          "error": sanitize(s.error, 255) if s.error else "", "at": s.at or now}
         for s in samples
-    ])
+    ], max_params=STATEMENT_PARAMS_BESIDE_A_LOOP)
     by_model: dict[int, list[Sample]] = defaultdict(list)
     for sample in samples:
         by_model[sample.model_pk].append(sample)

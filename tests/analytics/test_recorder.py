@@ -222,3 +222,23 @@ def test_close_writes_what_is_left_and_stops_the_writer(settings, transactional_
     # Counted by uid: the process's own recorder may write a leftover of an earlier test meanwhile.
     assert UsageRecord.objects.filter(uid__in=[o.uid for o in outcomes]).count() == 3
     assert not thread.is_alive()
+
+
+def test_a_big_batch_goes_in_as_statements_small_enough_not_to_stall_the_loop(model):
+    """The writer shares the GIL with the gateway's event loop, and a statement's parameters are
+    bound (on SQLite its text rewritten too) in one C call that holds it: a second's worth of
+    records under load went in as one statement of 10,000 parameters, a stall of several ms."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from registry.bulk import STATEMENT_PARAMS_BESIDE_A_LOOP
+
+    batch = [outcome(n, model=model) for n in range(1200)]
+    with CaptureQueriesContext(connection) as queries:
+        assert write(batch) == 1200
+
+    inserts = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("INSERT INTO")]
+    assert {"analytics_usagerecord", "registry_healthsample"} <= {sql.split('"')[1] for sql in inserts}
+    # `?` on SQLite, `%s` on PostgreSQL as logged (evidence rows go by COPY there: not in the log)
+    assert max(sql.count("?") + sql.count("%s") for sql in inserts) <= STATEMENT_PARAMS_BESIDE_A_LOOP
+    assert UsageRecord.objects.count() == 1200 and HealthSample.objects.filter(model=model).count() == 1200
