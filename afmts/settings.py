@@ -105,7 +105,9 @@ AFMTS_SERVER = env("AFMTS_SERVER", default="uvicorn")
 AFMTS_WEB_WORKERS = env.int("AFMTS_WEB_WORKERS", default=1)
 
 INSTALLED_APPS = [
-    "daphne",
+    # Daphne's app only makes `runserver` serve ASGI, and it imports Twisted and Autobahn (~220
+    # modules, ~9 MB) into every process: the uvicorn web processes and Celery workers go without.
+    *(["daphne"] if AFMTS_SERVER == "daphne" else []),
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",

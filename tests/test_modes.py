@@ -133,3 +133,16 @@ def test_several_web_processes_are_uvicorn_workers_and_daphne_refuses_them(setti
     settings.AFMTS_SERVER = "daphne"
     with pytest.raises(CommandError, match="uvicorn"):
         web_command("127.0.0.1", 3001, workers=2)
+
+
+@pytest.mark.parametrize(("server", "twisted"), [("uvicorn", False), ("daphne", True)])
+def test_only_a_daphne_deployment_loads_twisted(tmp_path, server, twisted):
+    """Daphne's app (for `runserver`) imports Twisted and Autobahn, ~17 MB of every process under
+    uvicorn and of every Celery worker: it is installed only when Daphne serves."""
+    code = "import sys, afmts.asgi; print('twisted' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                         env={**CLEAN_ENV, "DJANGO_SETTINGS_MODULE": "afmts.settings", "AFMTS_DATA_DIR": str(tmp_path),
+                              "AFMTS_SERVER": server})
+
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == str(twisted)
