@@ -44,7 +44,7 @@ PATHS = {"/v1/chat/completions": "chat.completions", "/v1/completions": "complet
 STATUSES = frozenset({
     "ok", "client_disconnected", "cancelled", "internal_error", "stream_capped", "stream_interrupted",
     "context_length_exceeded", "invalid_api_key", "invalid_json", "invalid_type", "key_store_unavailable",
-    "missing_api_key", "missing_required_parameter", "model_not_found", "no_model_available",
+    "missing_api_key", "missing_required_parameter", "model_not_found", "no_model_available", "registry_unavailable",
     "rate_limit_exceeded", "rate_limited", "request_too_large", "stream_cap_reached", "upstream_error",
     "upstream_timeout", "unknown_url", "bad_request", "budget_exhausted", "budget_exceeded",
     "invalid_request_error", "api_error", "rate_limit_error", "authentication_error", "permission_denied",

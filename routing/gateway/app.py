@@ -55,7 +55,7 @@ from routing.gateway.engine import (
     summarize,
 )
 from routing.gateway.requests import requirements, upstream_body
-from routing.gateway.runtime import runtime
+from routing.gateway.runtime import RegistryUnavailable, runtime
 from routing.router import POLICY_NAMES, Plan, Requirements, UnknownModel, plan
 
 OPENAI = "openai"
@@ -146,6 +146,14 @@ def require(body: dict[str, Any], name: str, kind: type | tuple[type, ...], what
     if not isinstance(value, kind) or (isinstance(value, (list, str)) and not value):
         raise GatewayError(400, f"'{name}' must be {what}.", param=name, code="invalid_type")
     return value
+
+
+async def _routing_view():
+    try:
+        return await runtime.view()
+    except RegistryUnavailable:
+        raise GatewayError(503, "The model registry is unavailable; try again shortly.", type="api_error",
+                           code="registry_unavailable") from None
 
 
 def response_headers(call: Call) -> dict[str, str]:
@@ -280,9 +288,11 @@ class Gateway:
         except Exception:  # noqa: BLE001 - the catch-all: a bug answers in the endpoint's envelope, never bare
             log.exception("gateway request %s failed", request_id)
             call = current_call.get()
-            if call is not None and not call.recorded:
+            if call is not None and call.request_id == request_id and not call.recorded:
                 call.outcome.status = "internal_error"
                 self._record(call, 500)
+            elif call is None or call.request_id != request_id:
+                count_refused(path, 500, "internal_error")  # failed before it became a usage record
             if not sent.started:
                 error = GatewayError(500, f"The gateway failed on this request (request id {request_id}).",
                                      type="api_error", code="internal_error")
@@ -301,7 +311,7 @@ class Gateway:
                                code="request_too_large") from None
 
     async def _plan(self, model: str, body: dict[str, Any], headers: dict[str, str], kind: str, principal=None):
-        view = await runtime.view()
+        view = await _routing_view()
         req = requirements(body, headers, kind=kind)
         over_budget = principal is not None and principal.budget_exhausted
         if over_budget:  # past its monthly budget: free models only (analytics.budgets)
@@ -533,7 +543,7 @@ class Gateway:
         await self._execute(call, view, p, send, receive, method="embed", shape=_served)
 
     async def list_models(self, scope, receive, send, *, headers, principal, request_id, started) -> None:
-        view = await runtime.view()
+        view = await _routing_view()
         data = [_model_object(m) for m in view.snap.models if m.routable]
         data += [{"id": name, "object": "model", "created": 0, "owned_by": "afmts"} for name in sorted(POLICY_NAMES)]
         data += [{"id": name, "object": "model", "created": 0, "owned_by": "afmts-alias"} for name in sorted(view.aliases)]
@@ -541,7 +551,7 @@ class Gateway:
 
     async def get_model(self, scope, receive, send, *, headers, principal, request_id, started) -> None:
         model_id = scope["path"][len("/v1/models/"):]
-        view = await runtime.view()
+        view = await _routing_view()
         if model_id in POLICY_NAMES or model_id in view.aliases:
             body = {"id": model_id, "object": "model", "created": 0, "owned_by": "afmts"}
         else:

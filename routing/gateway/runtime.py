@@ -14,11 +14,13 @@ import asyncio
 import gc
 import logging
 import sys
+import time
 import weakref
 from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import DatabaseError
 
 from analytics.recorder import recorder
 from registry import selectors, version
@@ -26,6 +28,10 @@ from registry.selectors import Snapshot
 from routing.live import LiveState, live_state
 
 log = logging.getLogger(__name__)
+
+
+class RegistryUnavailable(Exception):
+    """The routing view could not be built (the database is unreachable) and there is no earlier one."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,7 @@ class Runtime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
         self._settled = False
+        self._retry_at = 0.0  # a failed rebuild is not tried again on a request before this (monotonic)
 
     async def view(self, *, background: bool = True) -> View:
         """The current routing view; rebuilt (in a thread) only when the registry changed.
@@ -88,11 +95,22 @@ class Runtime:
         if self._loop is None or self._loop.is_closed():
             self._start(loop)
         current = _view.peek()
-        if current is not None and not _view.stale():
+        if current is not None and (not _view.stale() or time.monotonic() < self._retry_at):
             return current
         async with self._lock_for(loop):
-            if _view.peek() is None or _view.stale():
-                await sync_to_async(self._rebuild, thread_sensitive=False)()
+            if _view.peek() is None or (_view.stale() and time.monotonic() >= self._retry_at):
+                try:
+                    await sync_to_async(self._rebuild, thread_sensitive=False)()
+                except DatabaseError as exc:
+                    if _view.peek() is None:
+                        raise RegistryUnavailable() from exc
+                    # The database went away after this process changed the registry (a write it
+                    # could not commit still marks the view stale): the last good view serves, as
+                    # the watcher's does, and the next rebuild waits a poll interval, so requests
+                    # do not each wait on a database that is down.
+                    self._retry_at = time.monotonic() + settings.AFMTS_REGISTRY_POLL_SECONDS
+                    log.warning("could not rebuild the registry view (%s); serving the last one",
+                                type(exc).__name__)
         return _view.peek()
 
     def _lock_for(self, loop: asyncio.AbstractEventLoop) -> asyncio.Lock:

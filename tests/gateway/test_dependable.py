@@ -177,3 +177,79 @@ def test_a_cut_tool_call_stream_is_not_continued(gateway, user_secret, provider,
     assert any("tool_calls" in line for line in lines)  # half a tool call reached the client ...
     assert "stream_interrupted" in lines[-1]  # ... so the stream ends honestly
     assert fake.state.requests("openai") == []
+
+
+# ------------------------------------------------------------------ the registry while the database is away
+
+
+def _database_down_for_the_view(monkeypatch) -> list[int]:
+    """The routing view's first query fails as an unreachable PostgreSQL does; returns the tries."""
+    from django.db import OperationalError
+
+    from registry.models import Provider
+
+    tries: list[int] = []
+
+    def down(*args, **kwargs):
+        tries.append(1)
+        raise OperationalError("terminating connection due to administrator command")
+
+    monkeypatch.setattr(Provider.objects, "all", down)
+    return tries
+
+
+def test_a_view_that_cannot_be_rebuilt_leaves_the_last_one_serving(gateway, provider, user_secret, monkeypatch,
+                                                                   settings):
+    """The faults bench's PostgreSQL stop: a health write the database refused still marked the view
+    stale, and every request then failed with a 500 trying to rebuild it."""
+    from registry import version
+
+    settings.AFMTS_REGISTRY_POLL_SECONDS = 60  # the watcher stays out of it
+    monkeypatch.setattr(runtime_module.runtime, "_retry_at", 0.0)  # and its pause ends with the test
+    provider("groq", models=[FREE])
+    headers = {"Authorization": f"Bearer {user_secret}"}
+    body = {"model": "free", "messages": HI}
+    assert httpx.post(f"{gateway}/v1/chat/completions", headers=headers, json=body, timeout=10).status_code == 200
+    tries = _database_down_for_the_view(monkeypatch)
+    version.bump_local()  # this process wrote to the registry just before the database went away
+
+    replies = [httpx.post(f"{gateway}/v1/chat/completions", headers=headers, json=body, timeout=10) for _ in range(5)]
+
+    assert [r.status_code for r in replies] == [200] * 5, replies[-1].text
+    assert replies[-1].headers["x-afmts-model"] == "groq/llama-3.1-8b-instant"
+    assert len(tries) == 1  # one try a poll interval, not one per request
+
+
+def test_no_view_at_all_is_a_503_that_says_so(gateway, provider, user_secret, monkeypatch):
+    from registry import version
+
+    provider("groq", models=[FREE])
+    monkeypatch.setattr(runtime_module, "_view", version.Versioned(runtime_module._build_view))  # a fresh process
+    _database_down_for_the_view(monkeypatch)
+
+    reply = httpx.post(f"{gateway}/v1/chat/completions", headers={"Authorization": f"Bearer {user_secret}"},
+                       json={"model": "free", "messages": HI}, timeout=10)
+
+    assert reply.status_code == 503, reply.text
+    assert reply.json()["error"]["code"] == "registry_unavailable"
+
+
+def test_a_bug_before_the_call_is_counted_though_it_has_no_usage_record(gateway, user_secret, provider, monkeypatch,
+                                                                        client):
+    from tests.analytics.test_metrics import delta, scrape
+
+    provider("groq", models=[FREE])
+    from routing.gateway import app
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in reading the request's requirements")
+
+    monkeypatch.setattr(app, "requirements", broken)
+    before, _ = scrape(client)
+    response = httpx.post(f"{gateway}/v1/chat/completions", headers={"authorization": f"Bearer {user_secret}"},
+                          json={"model": "free", "messages": HI}, timeout=10)
+    after, _ = scrape(client)
+
+    assert response.status_code == 500 and response.json()["error"]["code"] == "internal_error"
+    assert delta(after, before, "afmts_gateway_requests_total", endpoint="chat.completions", provider="none",
+                 model="none", status="internal_error") == 1
