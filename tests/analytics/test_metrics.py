@@ -53,7 +53,10 @@ def delta(after: Samples, before: Samples, name: str, **labels: str) -> float:
     return value(after, name, **labels) - value(before, name, **labels)
 
 
-def test_a_scrape_queries_the_same_whatever_the_number_of_models(client, db, make_provider):
+def test_a_scrape_queries_the_same_whatever_the_number_of_models(client, db, make_provider, settings):
+    # The registry version's poll re-reads the database once a second: a measurement the poll fell
+    # into counted one query more than one it did not (this test failed now and then in CI).
+    settings.AFMTS_REGISTRY_POLL_SECONDS = 3600
     provider = make_provider("groq")
 
     def queries() -> int:
@@ -72,7 +75,7 @@ def test_a_scrape_queries_the_same_whatever_the_number_of_models(client, db, mak
     version.bump_local()
     many = queries()
 
-    assert many == few <= 2  # the agents count, and at most the registry version's poll
+    assert many == few <= 1  # the agents count
 
 
 def test_discovery_times_each_provider_and_counts_its_failures(db, fake, transactional_db):
