@@ -48,7 +48,7 @@ from django.conf import settings
 
 from afmts.metrics import alive, usage_dropped
 from analytics.metrics import count_money, observe_usage
-from registry.bulk import STATEMENT_PARAMS_BESIDE_A_LOOP
+from registry.bulk import STATEMENT_PARAMS_BESIDE_A_LOOP, rows_per_statement
 
 log = logging.getLogger(__name__)
 
@@ -466,7 +466,7 @@ def insert_rows(rows: list[tuple]) -> set[str]:
     table = quote(UsageRecord._meta.db_table)
     columns = ", ".join(quote(c) for c in COLUMNS)
     one = "(" + ", ".join(["%s"] * len(COLUMNS)) + ")"
-    per = max(1, min(STATEMENT_PARAMS_BESIDE_A_LOOP, connection.features.max_query_params or 10_000) // len(COLUMNS))
+    per = rows_per_statement(len(COLUMNS), connection, STATEMENT_PARAMS_BESIDE_A_LOOP)
     new: set[str] = set()
     with connection.cursor() as cursor:
         for start in range(0, len(rows), per):

@@ -27,8 +27,10 @@ PASS_THROUGH = (
 MAX_ROWS = 2000  # per statement: past this a bigger batch saves nothing measurable
 # For writers that share a process with the gateway's event loop (usage, health evidence): a
 # statement's parameters are bound, and on SQLite its text rewritten (%s to ?), in C calls that hold
-# the GIL throughout, which no switch interval interrupts. Rewriting the text of a 434-row usage
-# insert (10,000 parameters) took 1.1 ms in one call, binding as long again; at 65 rows, 0.16 ms.
+# the GIL throughout, which no switch interval interrupts. Without this bound the usage insert took
+# 434 rows (10,000 parameters) on PostgreSQL, and health evidence through `insert_rows` up to 2,000
+# rows (12,000) on SQLite, whose library takes 32,766; rewriting the text of a 10,000-parameter
+# statement took 1.1 ms in one call here, and 0.16 ms at 1,500.
 STATEMENT_PARAMS_BESIDE_A_LOOP = 1500
 # PostgreSQL: from this many rows COPY (two round trips) costs less than an INSERT (one).
 COPY_FROM_ROWS = 20
@@ -69,7 +71,9 @@ def _json_preparer(field: models.JSONField, connection) -> Callable[[Any], Any]:
     return prep
 
 
-def _rows_per_statement(columns: int, connection) -> int:
+def rows_per_statement(columns: int, connection, max_params: int | None = None) -> int:
+    """How many rows of `columns` values one INSERT carries: as many as the database takes, at most
+    MAX_ROWS, and with `max_params` no more parameters than that."""
     limit = connection.features.max_query_params
     if connection.vendor == "sqlite":
         import sqlite3
@@ -77,7 +81,10 @@ def _rows_per_statement(columns: int, connection) -> int:
         # Django assumes SQLite's historical 999 variables; the library linked says what it takes.
         connection.ensure_connection()
         limit = connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-    return max(1, min(MAX_ROWS, (limit or 65535) // columns))
+    limit = limit or 65535
+    if max_params:
+        limit = min(limit, max_params)
+    return max(1, min(MAX_ROWS, limit // columns))
 
 
 def _defaults(fields: Sequence[models.Field]) -> list[Any]:
@@ -133,9 +140,7 @@ def _execute(meta, fields: Sequence[models.Field], values: list[list[Any]], max_
     quote = connection.ops.quote_name
     columns = ", ".join(quote(f.column) for f in fields)
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    per_batch = _rows_per_statement(len(fields), connection)
-    if max_params:
-        per_batch = max(1, min(per_batch, max_params // len(fields)))
+    per_batch = rows_per_statement(len(fields), connection, max_params)
     pks: list[int] = []
     with connection.cursor() as cursor:
         for start in range(0, len(values), per_batch):
