@@ -148,6 +148,12 @@ def require(body: dict[str, Any], name: str, kind: type | tuple[type, ...], what
     return value
 
 
+def _call_of(request_id: str) -> Call | None:
+    """This request's call, once it became one (the context variable may hold an earlier one's)."""
+    call = current_call.get()
+    return call if call is not None and call.request_id == request_id else None
+
+
 async def _routing_view():
     try:
         return await runtime.view()
@@ -278,8 +284,8 @@ class Gateway:
             await handler(scope, receive, sent, headers=headers, principal=principal, request_id=request_id,
                           started=started)
         except GatewayError as exc:
-            call = current_call.get()
-            if call is None or call.request_id != request_id or not call.recorded:
+            call = _call_of(request_id)
+            if call is None or not call.recorded:
                 count_refused(path, exc.status, exc.code or exc.type)  # refused before it became a usage record
             if not sent.started:
                 await send_json(send, exc.status, render(exc), {**exc.headers, "x-request-id": request_id})
@@ -287,12 +293,12 @@ class Gateway:
             return
         except Exception:  # noqa: BLE001 - the catch-all: a bug answers in the endpoint's envelope, never bare
             log.exception("gateway request %s failed", request_id)
-            call = current_call.get()
-            if call is not None and call.request_id == request_id and not call.recorded:
+            call = _call_of(request_id)
+            if call is None:
+                count_refused(path, 500, "internal_error")  # failed before it became a usage record
+            elif not call.recorded:
                 call.outcome.status = "internal_error"
                 self._record(call, 500)
-            elif call is None or call.request_id != request_id:
-                count_refused(path, 500, "internal_error")  # failed before it became a usage record
             if not sent.started:
                 error = GatewayError(500, f"The gateway failed on this request (request id {request_id}).",
                                      type="api_error", code="internal_error")
