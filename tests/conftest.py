@@ -89,6 +89,15 @@ def asgi_url(asgi_address) -> str:
     return "http://{}:{}".format(*asgi_address)
 
 
+@pytest.fixture
+def spot():
+    """A factory of local HTTP servers that count the connections they accept (tests/outbound.py),
+    closed after the test."""
+    from tests.outbound import spots
+
+    yield from spots()
+
+
 @pytest.fixture(autouse=True)
 def _upstream_clients_closed():
     """A test (or the code it runs) that closes an event loop with upstream clients still open fails:

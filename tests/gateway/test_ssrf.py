@@ -10,15 +10,10 @@ import httpx
 import pytest
 
 from registry import services
-from tests.outbound import completion, send, spots
+from tests.outbound import completion, send
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 SECRET = "AKIA-METADATA-SECRET-BODY"
-
-
-@pytest.fixture
-def spot():
-    yield from spots()
 
 
 @pytest.fixture

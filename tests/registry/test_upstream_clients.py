@@ -53,13 +53,6 @@ def test_a_loop_closed_without_ending_its_tasks_is_named_once(fake, settings, tr
     gc.collect()  # its warnings ("Unclosed client session", a pending task) land in this test's log
 
 
-@pytest.fixture
-def spot():
-    from tests.outbound import spots
-
-    yield from spots()
-
-
 @pytest.mark.parametrize("transport", ["native", "aiohttp", "httpx"])
 def test_a_cookie_an_upstream_sets_is_never_sent_back(spot, settings, transport):
     """The upstream clients are shared by every caller of a provider: a cookie one reply sets (a

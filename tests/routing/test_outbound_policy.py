@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -20,16 +19,11 @@ from registry.providers import adapter_class
 from registry.providers.errors import ProviderError
 from registry.providers.http import PolicyRefused, ReplyTooLarge, close_clients
 from routing.tasks import call_agent
-from tests.outbound import Reply, Spot, completion, send, spots
+from tests.outbound import completion, send
 
 TRANSPORTS = ["native", "aiohttp", "httpx"]
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 SECRET = "AKIA-METADATA-SECRET-BODY"
-
-
-@pytest.fixture
-def spot() -> Iterator[Callable[[Reply], Spot]]:
-    yield from spots()
 
 
 @pytest.fixture
